@@ -1,0 +1,210 @@
+// Resolves what one cluster should run: for every release, its values layered in the order
+// of SPEC 2 (chart, common, environment, cluster, identity) with the origin of every value.
+// A problem with one release (a broken values file, a SOPS file that fails its MAC) marks
+// that release failed and leaves the others alone.
+import { existsSync } from 'node:fs';
+import { MooringError } from '../errors.js';
+import { clusterIdentity, type ClusterSpec } from '../model/cluster.js';
+import { readRepoFile, resolveInRepo } from '../model/paths.js';
+import type { Release } from '../model/releases.js';
+import type { ClusterModel, Layer } from '../model/repo.js';
+import { isPlainMap } from '../model/schema.js';
+import { parseYaml } from '../model/yaml.js';
+import {
+  formatPath,
+  getPath,
+  mergeValues,
+  type MergeResult,
+  type Source,
+  type Values,
+  type ValuesLayer,
+} from './merge.js';
+
+export interface ResolvedRelease {
+  release: Release;
+  cluster: ClusterSpec;
+  merge: MergeResult;
+  /** The files that contributed values, lowest precedence first (chart defaults excluded). */
+  files: string[];
+  /** Paths of leaves that came from SOPS files (masked everywhere they are shown). */
+  secretPaths: string[][];
+  /** Every decrypted string this release received, for redacting rendered output. */
+  secretStrings: string[];
+}
+
+export type Resolution =
+  | { name: string; ok: true; resolved: ResolvedRelease }
+  | { name: string; ok: false; release?: Release; error: MooringError };
+
+export interface ResolveDeps {
+  /** Decrypts a SOPS file's text; returns the plaintext document without `sops` metadata. */
+  decrypt(text: string, file: string): Promise<unknown>;
+  /** The chart's own values.yaml for charts that are not in the repository (optional). */
+  remoteChartDefaults?(release: Release): Promise<Values | undefined>;
+}
+
+const IDENTITY_PATH = ['global', 'cluster'];
+
+/** Loads values files once per cluster, whichever releases share them. */
+class ValuesFiles {
+  private readonly cache = new Map<string, Promise<Values>>();
+  constructor(
+    private readonly root: string,
+    private readonly deps: ResolveDeps,
+  ) {}
+
+  load(file: string, secret: boolean): Promise<Values> {
+    let p = this.cache.get(file);
+    if (!p) {
+      p = this.read(file, secret);
+      this.cache.set(file, p);
+    }
+    return p;
+  }
+
+  private async read(file: string, secret: boolean): Promise<Values> {
+    const text = readRepoFile(this.root, file);
+    const doc = secret ? await this.deps.decrypt(text, file) : parseYaml(text, file);
+    if (doc === null || doc === undefined) return {};
+    if (!isPlainMap(doc)) {
+      throw new MooringError(
+        `a values file must hold a map at the top level, found ${Array.isArray(doc) ? 'a list' : typeof doc}`,
+        { file },
+      );
+    }
+    if (getPath(doc, IDENTITY_PATH) !== undefined) {
+      throw new MooringError(
+        'global.cluster is reserved: mooring injects the cluster identity from cluster.yaml',
+        {
+          file,
+          field: 'global.cluster',
+        },
+        { hint: 'remove it, or set region, cloud and labels in cluster.yaml' },
+      );
+    }
+    return doc;
+  }
+}
+
+/** The files of one layer that apply to `release`, in precedence order. */
+function layerFiles(layer: Layer, release: string): { file: string; secret: boolean }[] {
+  const out: { file: string; secret: boolean }[] = [];
+  if (layer.valuesFile) out.push({ file: layer.valuesFile, secret: false });
+  const own = layer.valuesFor.get(release);
+  if (own) out.push({ file: own, secret: false });
+  if (layer.secretsFile) out.push({ file: layer.secretsFile, secret: true });
+  const ownSecret = layer.secretsFor.get(release);
+  if (ownSecret) out.push({ file: ownSecret, secret: true });
+  return out;
+}
+
+export async function resolveCluster(model: ClusterModel, deps: ResolveDeps): Promise<Resolution[]> {
+  const files = new ValuesFiles(model.root, deps);
+  return Promise.all(model.releases.map((r) => resolveRelease(model, r, files, deps)));
+}
+
+async function resolveRelease(
+  model: ClusterModel,
+  release: Release,
+  files: ValuesFiles,
+  deps: ResolveDeps,
+): Promise<Resolution> {
+  try {
+    const layers: ValuesLayer[] = [];
+    const used: string[] = [];
+    const secretStrings = new Set<string>();
+    for (const layer of model.layers) {
+      for (const { file, secret } of layerFiles(layer, release.name)) {
+        const values = await files.load(file, secret);
+        layers.push({ source: { file, layer: layer.kind, secret }, values });
+        used.push(file);
+        if (secret) collectStrings(values, secretStrings);
+      }
+    }
+    const chartDefaults = await loadChartDefaults(model.root, release, deps);
+    const identitySource: Source = {
+      file: `clusters/${model.cluster.name}/cluster.yaml`,
+      layer: 'identity',
+      secret: false,
+    };
+    const merge = mergeValues({
+      ...(chartDefaults ? { chartDefaults } : {}),
+      layers,
+      inject: { path: IDENTITY_PATH, value: clusterIdentity(model.cluster), source: identitySource },
+    });
+    return {
+      name: release.name,
+      ok: true,
+      resolved: {
+        release,
+        cluster: model.cluster,
+        merge,
+        files: used,
+        secretPaths: merge.leaves.filter((l) => l.source.secret).map((l) => l.path),
+        secretStrings: [...secretStrings],
+      },
+    };
+  } catch (err) {
+    const error =
+      err instanceof MooringError
+        ? err
+        : new MooringError(`cannot resolve values: ${(err as Error).message}`, {}, { cause: err });
+    error.context.release ??= release.name;
+    error.context.cluster ??= model.cluster.name;
+    return { name: release.name, ok: false, release, error };
+  }
+}
+
+async function loadChartDefaults(
+  root: string,
+  release: Release,
+  deps: ResolveDeps,
+): Promise<ValuesLayer | undefined> {
+  const chart = release.chart;
+  if (chart.kind === 'local') {
+    const field = `releases.${release.name}.chart`;
+    const ctx = { file: release.declaredIn[release.declaredIn.length - 1], field, release: release.name };
+    const dir = resolveInRepo(root, chart.path, ctx);
+    if (!existsSync(`${dir}/Chart.yaml`)) {
+      throw new MooringError(
+        `chart ./${chart.path} not found (no ${chart.path}/Chart.yaml in the repository)`,
+        ctx,
+      );
+    }
+    const file = `${chart.path}/values.yaml`;
+    if (!existsSync(resolveInRepo(root, file, { file }))) return undefined;
+    const values = parseYaml(readRepoFile(root, file), file);
+    return { source: { file, layer: 'chart', secret: false }, values: isPlainMap(values) ? values : {} };
+  }
+  const values = await deps.remoteChartDefaults?.(release);
+  if (!values) return undefined;
+  const name = chart.kind === 'repo' ? `${chart.repo} ${chart.name}` : chart.url;
+  return {
+    source: {
+      file: `${name}${chart.version ? `@${chart.version}` : ''} values.yaml`,
+      layer: 'chart',
+      secret: false,
+    },
+    values,
+  };
+}
+
+function collectStrings(value: unknown, out: Set<string>): void {
+  if (isPlainMap(value)) for (const v of Object.values(value)) collectStrings(v, out);
+  else if (Array.isArray(value)) for (const v of value) collectStrings(v, out);
+  else if (value !== null && value !== undefined && typeof value !== 'boolean') out.add(String(value));
+}
+
+export const SECRET_MASK = '<secret>';
+
+/** A copy of `values` with every leaf from a SOPS file replaced by a mask. */
+export function maskSecrets(values: Values, secretPaths: string[][]): Values {
+  const secret = new Set(secretPaths.map(formatPath));
+  const walk = (v: unknown, path: string[]): unknown => {
+    if (secret.has(formatPath(path))) return SECRET_MASK;
+    if (isPlainMap(v))
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
+    return v;
+  };
+  return walk(values, []) as Values;
+}
