@@ -30,6 +30,8 @@ export interface ResolvedRelease {
   secretPaths: string[][];
   /** Every decrypted string this release received, for redacting rendered output. */
   secretStrings: string[];
+  /** The values layers as read, lowest precedence first (for `explain KEY`). */
+  layers: ValuesLayer[];
 }
 
 export type Resolution =
@@ -142,6 +144,7 @@ async function resolveRelease(
         files: used,
         secretPaths: merge.leaves.filter((l) => l.source.secret).map((l) => l.path),
         secretStrings: [...secretStrings],
+        layers,
       },
     };
   } catch (err) {

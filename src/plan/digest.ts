@@ -1,0 +1,112 @@
+// Digests of desired state. A release whose digest equals that of its last successful
+// converge is not upgraded, so the digest must cover everything helm is given: the chart
+// (identity and content), version, the values and the release options.
+//
+// Secret values must not be recoverable from a digest shown in status: a digest over a
+// short password could be brute-forced by anyone who can read the rest of the values in
+// Git. So every secret leaf is replaced by an HMAC keyed with material only the agent has
+// (its age identities) before hashing.
+import { createHash, createHmac } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MooringError } from '../errors.js';
+import { assertInside } from '../model/paths.js';
+import type { ChartRef, Release } from '../model/releases.js';
+import { isPlainMap } from '../model/schema.js';
+import { formatPath, type Values } from '../resolve/merge.js';
+
+/** JSON with object keys sorted, so equal values always give equal text. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (isPlainMap(value)) {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys(value[k])]),
+    );
+  }
+  return value;
+}
+
+export function sha256(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Content digest of an in-repository chart: every file's path and bytes. */
+export function chartDirDigest(root: string, chartPath: string): string {
+  const h = createHash('sha256');
+  const walk = (rel: string): void => {
+    const abs = join(root, rel);
+    for (const name of readdirSync(abs).sort()) {
+      const childRel = `${rel}/${name}`;
+      const child = join(abs, name);
+      assertInside(root, child, { file: childRel }, childRel);
+      const st = lstatSync(child);
+      if (st.isSymbolicLink()) {
+        throw new MooringError('charts may not contain symlinks', { file: childRel });
+      }
+      if (st.isDirectory()) walk(childRel);
+      else {
+        h.update(`${childRel.slice(chartPath.length + 1)}\0`);
+        h.update(readFileSync(child));
+        h.update('\0');
+      }
+    }
+  };
+  walk(chartPath);
+  return h.digest('hex');
+}
+
+export function chartIdentity(chart: ChartRef, contentDigest?: string): Record<string, unknown> {
+  switch (chart.kind) {
+    case 'local':
+      return { path: chart.path, content: contentDigest };
+    case 'repo':
+      return { repo: chart.repo, name: chart.name, version: chart.version ?? null };
+    case 'oci':
+      return { url: chart.url, version: chart.version ?? null };
+  }
+}
+
+/** A key for digesting secrets, derived from the agent's age identities. */
+export function secretDigestKey(identities: readonly string[]): Buffer {
+  return createHash('sha256').update('mooring digest key\0').update(identities.join('\n')).digest();
+}
+
+/** Replaces secret leaves with a keyed hash (`<secret:hmac>`): changes show, values do not. */
+export function hashSecrets(values: Values, secretPaths: string[][], key: Buffer): Values {
+  const secret = new Set(secretPaths.map(formatPath));
+  const walk = (v: unknown, path: string[]): unknown => {
+    if (path.length > 0 && secret.has(formatPath(path))) {
+      return `<secret:${createHmac('sha256', key).update(canonicalJson(v)).digest('hex').slice(0, 16)}>`;
+    }
+    if (isPlainMap(v))
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
+    return v;
+  };
+  return walk(values, []) as Values;
+}
+
+export interface DigestInput {
+  release: Release;
+  chartContentDigest?: string;
+  /** The user values handed to helm (step 1 of the merge), secrets hashed. */
+  values: Values;
+}
+
+/** The desired-state digest of one release: `sha256:<hex>`. */
+export function releaseDigest(input: DigestInput): string {
+  const r = input.release;
+  return `sha256:${sha256(
+    canonicalJson({
+      chart: chartIdentity(r.chart, input.chartContentDigest),
+      namespace: r.namespace,
+      options: { createNamespace: r.createNamespace, timeoutSeconds: r.timeoutSeconds, wait: r.wait },
+      values: input.values,
+    }),
+  )}`;
+}
