@@ -2,10 +2,13 @@
 // with the same value types, and it refuses every file sops refuses because its MAC (or a
 // value's authentication) no longer matches. Every fixture is encrypted by the real
 // `sops` binary (.tools/bin/sops) inside the test; nothing is pre-baked.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decryptSops as sopsAgeDecrypt } from 'sops-age';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { MooringError } from '../../src/errors.js';
-import { AgeIdentity } from '../../src/resolve/age-key.js';
+import { AgeIdentity, loadAgeIdentities } from '../../src/resolve/age-key.js';
 import { decryptSops } from '../../src/resolve/sops.js';
 import { ageKeygen, sopsDecrypt, sopsEncrypt, type AgeKeyPair } from '../rig/sops.js';
 
@@ -163,6 +166,25 @@ describe('decrypting files the real sops encrypted', () => {
     const encrypted = await sopsEncrypt('token: abc\n', { recipients: [alice.publicKey, bob.publicKey] });
     expect(await decryptSops(encrypted, FILE, [aliceId])).toEqual({ token: 'abc' });
     expect(await decryptSops(encrypted, FILE, [bobId])).toEqual({ token: 'abc' });
+  });
+
+  test('keys found the way sops finds them: a key file from age-keygen and SOPS_AGE_KEY', async () => {
+    const encrypted = await sopsEncrypt('token: abc\n', { recipients: [bob.publicKey] });
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-age-keys-'));
+    try {
+      await writeFile(join(dir, 'keys.txt'), alice.keyFile);
+      const identities = await loadAgeIdentities({
+        env: {
+          SOPS_AGE_KEY_FILE: join(dir, 'keys.txt'),
+          SOPS_AGE_KEY: `# bob\n${bob.identity}\n`,
+          HOME: dir,
+        },
+      });
+      expect(identities.map((i) => i.recipient)).toEqual([alice.publicKey, bob.publicKey]);
+      expect(await decryptSops(encrypted, FILE, identities)).toEqual({ token: 'abc' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('a key that is not a recipient is skipped when another one is', async () => {

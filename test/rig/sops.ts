@@ -19,6 +19,8 @@ export interface AgeKeyPair {
   publicKey: string;
   /** `AGE-SECRET-KEY-1...` */
   identity: string;
+  /** The key file exactly as age-keygen wrote it (comments included). */
+  keyFile: string;
 }
 
 export interface SopsEncryptOptions {
@@ -38,7 +40,7 @@ export async function ageKeygen(): Promise<AgeKeyPair> {
   const identity = stdout.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'));
   const publicKey = /# public key: (age1\S+)/.exec(stdout)?.[1];
   if (!identity || !publicKey) throw new Error('age-keygen printed no key pair');
-  return { publicKey, identity };
+  return { publicKey, identity, keyFile: `${stdout}\n` };
 }
 
 /** Encrypts a YAML document with the real `sops --encrypt` and returns the encrypted YAML. */
