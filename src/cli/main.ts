@@ -1,16 +1,43 @@
-// The mooring command line: parses arguments and dispatches to one command module.
+// The mooring command line: parses arguments and dispatches to one module per command.
 import { Command, CommanderError } from 'commander';
+import { MooringError, MooringErrors } from '../errors.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
+import { registerExplain } from './explain.js';
+import { processIo, type Io } from './output.js';
+import { registerPlan } from './plan.js';
+import { registerValidate } from './validate.js';
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let code: ExitCode = EXIT.ok;
+  const done = (c: ExitCode) => {
+    code = c;
+  };
   const program = new Command('mooring')
     .description("Keep every Kubernetes cluster's Helm releases moored to Git.")
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  registerPlan(program, io, done);
+  registerExplain(program, io, done);
+  registerValidate(program, io, done);
+  program.commands.forEach((c) => c.exitOverride());
+
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return code;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version'
+        ? EXIT.ok
+        : EXIT.usage;
+    }
+    const json = argv.includes('json');
+    if (err instanceof MooringError || err instanceof MooringErrors) {
+      const errors = err instanceof MooringErrors ? err.errors : [err];
+      if (json) io.out(JSON.stringify({ ok: false, errors: errors.map((e) => e.toJSON()) }, null, 2));
+      for (const e of errors) io.err(`error: ${e.describe()}`);
+      return EXIT.failed;
+    }
     throw err;
   }
 }

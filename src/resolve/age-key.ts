@@ -146,6 +146,16 @@ export async function loadAgeIdentities(options: AgeKeyOptions): Promise<AgeIden
           : code === 'EACCES'
             ? 'permission denied'
             : (code ?? 'unreadable');
+      // A key pasted where a path belongs must not be echoed back into a log.
+      if (/AGE-SECRET-KEY-/i.test(path)) {
+        throw new MooringError(
+          `${source} holds an age key, not the path of a key file`,
+          {},
+          {
+            hint: 'put the key in a file and point at it, or use SOPS_AGE_KEY for the key itself',
+          },
+        );
+      }
       throw new MooringError(`cannot read the age key file given by ${source}: ${why}`, { file: path });
     }
     found.push(...(await parseAgeIdentities(text, path, { file: path })));

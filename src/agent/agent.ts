@@ -1,0 +1,329 @@
+// The agent loop: poll Git, work out what this cluster should run, pass it through the
+// approval gate, converge it, and check for drift; then wait for the next interval or a
+// webhook. A pass never throws: every failure is reported and retried with backoff.
+import { describeError } from '../errors.js';
+import type { ApprovalMode, AgentConfig } from './config.js';
+import {
+  converge,
+  type ConvergeDeps,
+  type ConvergeResult,
+  type EventSink,
+  type ReleaseRecords,
+} from '../converge/converger.js';
+import type { Helm } from '../converge/helm.js';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { loadClusterModel } from '../model/repo.js';
+import { planModel, type ClusterPlan, type PlanDeps } from '../plan/cluster-plan.js';
+
+export interface Snapshot {
+  revision: string;
+  dir: string;
+}
+
+/** The Git side, as the agent uses it (src/source implements it). */
+export interface Source {
+  /** Polls the branch; fetches and swaps in a new snapshot when the head moved. */
+  sync(): Promise<Snapshot>;
+  /** Checks out an exact commit (an approved one), even if the branch moved on. */
+  checkoutRevision(revision: string): Promise<Snapshot>;
+}
+
+/** The approval gate (manual mode). Decides which plan, if any, may be applied now. */
+export interface Gate {
+  check(input: {
+    head: Snapshot;
+    plan: ClusterPlan;
+    mode: ApprovalMode;
+    planFor: (snapshot: Snapshot) => Promise<ClusterPlan>;
+    source: Source;
+  }): Promise<
+    | { apply: true; snapshot: Snapshot; plan: ClusterPlan; approval?: string }
+    | { apply: false; reason: string }
+  >;
+  /** Called after an approved plan was applied, with the outcome. */
+  applied?(approval: string, result: ConvergeResult): Promise<void>;
+}
+
+/** Drift checking, on its own interval (src/observe/drift implements it). */
+export interface DriftChecker {
+  check(input: {
+    plan: ClusterPlan;
+    snapshot: Snapshot;
+  }): Promise<{ drifted: number; corrected: number; failed: number }>;
+}
+
+export interface AgentMetrics {
+  passCompleted?(outcome: PassOutcome, seconds: number): void;
+  sourceFailed?(): void;
+}
+
+export interface AgentDeps {
+  config: AgentConfig;
+  source: Source;
+  helm: Helm;
+  core: CoreV1Api;
+  records: ReleaseRecords;
+  events: EventSink;
+  /** Cluster-level events (not about one release): mode warnings, source failures. */
+  clusterEvents?: { emit(type: 'Normal' | 'Warning', reason: string, message: string): void };
+  planDeps: PlanDeps;
+  gate?: Gate;
+  drift?: DriftChecker;
+  metrics?: AgentMetrics;
+  now?: () => number;
+  random?: () => number;
+  log?: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
+}
+
+export type PassOutcome =
+  'converged' | 'failed' | 'pending-approval' | 'source-error' | 'cluster-error' | 'invalid';
+
+export interface PassResult {
+  outcome: PassOutcome;
+  revision?: string;
+  converge?: ConvergeResult;
+  pending?: string;
+  drift?: { drifted: number; corrected: number; failed: number };
+  error?: string;
+}
+
+/** Manual in either place wins: Git may tighten the agent's mode, never loosen it. */
+export function effectiveMode(
+  agent: ApprovalMode,
+  cluster: ApprovalMode | undefined,
+): { mode: ApprovalMode; loosenAttempt: boolean } {
+  if (agent === 'manual') return { mode: 'manual', loosenAttempt: cluster === 'auto' };
+  return { mode: cluster === 'manual' ? 'manual' : 'auto', loosenAttempt: false };
+}
+
+export class Agent {
+  private readonly deps: AgentDeps;
+  private readonly now: () => number;
+  private lastRevision?: string;
+  private lastConverged = false;
+  private lastDriftAt = 0;
+  private planCache?: { revision: string; plan: ClusterPlan };
+  private warnedLoosen?: string;
+  /** Set by the webhook: run a pass now. */
+  private wake?: () => void;
+  private sourceFailures = 0;
+  readonly state = { lastPassAt: 0, lastSuccessAt: 0, hasSnapshot: false, lastError: '' };
+
+  constructor(deps: AgentDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+  }
+
+  private planFor = async (snapshot: Snapshot): Promise<ClusterPlan> => {
+    if (this.planCache?.revision === snapshot.revision) return this.planCache.plan;
+    const model = loadClusterModel(snapshot.dir, this.deps.config.cluster);
+    const plan = await planModel(model, this.deps.planDeps);
+    this.planCache = { revision: snapshot.revision, plan };
+    return plan;
+  };
+
+  /** One full pass: fetch, plan, gate, converge, drift check. */
+  async pass(opts: { forceDrift?: boolean; signal?: AbortSignal } = {}): Promise<PassResult> {
+    const started = this.now();
+    const result = await this.passInner(opts);
+    this.state.lastPassAt = this.now();
+    if (result.outcome === 'converged') this.state.lastSuccessAt = this.state.lastPassAt;
+    this.state.lastError = result.error ?? '';
+    this.deps.metrics?.passCompleted?.(result.outcome, (this.now() - started) / 1000);
+    return result;
+  }
+
+  private async passInner(opts: { forceDrift?: boolean; signal?: AbortSignal }): Promise<PassResult> {
+    const { config, log } = this.deps;
+    let head: Snapshot;
+    try {
+      head = await this.deps.source.sync();
+      this.state.hasSnapshot = true;
+      this.sourceFailures = 0;
+    } catch (err) {
+      this.sourceFailures++;
+      this.deps.metrics?.sourceFailed?.();
+      const error = describeError(err);
+      log?.warn({ err: error, failures: this.sourceFailures }, 'git source failed');
+      if (this.sourceFailures === 1) this.deps.clusterEvents?.emit('Warning', 'SourceFailed', error);
+      return { outcome: 'source-error', error };
+    }
+
+    let plan: ClusterPlan;
+    try {
+      plan = await this.planFor(head);
+    } catch (err) {
+      // The cluster as a whole is broken in this revision (cluster.yaml, releases.yaml):
+      // nothing from it is applied; what runs keeps running.
+      const error = describeError(err);
+      log?.warn({ revision: head.revision, err: error }, 'revision is invalid for this cluster');
+      if (this.lastRevision !== head.revision)
+        this.deps.clusterEvents?.emit(
+          'Warning',
+          'InvalidRevision',
+          `revision ${head.revision.slice(0, 7)}: ${error}`,
+        );
+      this.lastRevision = head.revision;
+      this.lastConverged = false;
+      return { outcome: 'invalid', revision: head.revision, error };
+    }
+
+    const { mode, loosenAttempt } = effectiveMode(config.approval, plan.cluster.sync?.mode);
+    if (loosenAttempt && this.warnedLoosen !== head.revision) {
+      this.warnedLoosen = head.revision;
+      this.deps.clusterEvents?.emit(
+        'Warning',
+        'SyncModeIgnored',
+        'cluster.yaml sets sync.mode: auto, but the agent is manual; Git can make a cluster stricter, never looser',
+      );
+    }
+
+    let toApply: { snapshot: Snapshot; plan: ClusterPlan; approval?: string } = { snapshot: head, plan };
+    let pending: string | undefined;
+    if (mode === 'manual') {
+      if (!this.deps.gate) {
+        return {
+          outcome: 'pending-approval',
+          revision: head.revision,
+          pending: 'manual mode, and no approval gate is configured',
+        };
+      }
+      const decision = await this.deps.gate.check({
+        head,
+        plan,
+        mode,
+        planFor: this.planFor,
+        source: this.deps.source,
+      });
+      if (!decision.apply) pending = decision.reason;
+      else toApply = decision;
+    }
+
+    let convergeResult: ConvergeResult | undefined;
+    if (!pending) {
+      const unchanged =
+        this.lastRevision === toApply.snapshot.revision && this.lastConverged && !toApply.approval;
+      if (!unchanged) {
+        try {
+          convergeResult = await converge(
+            toApply.plan,
+            toApply.snapshot.revision,
+            this.convergeDeps(toApply.snapshot, opts.signal),
+          );
+        } catch (err) {
+          const error = describeError(err);
+          log?.error({ err: error }, 'converge pass failed');
+          return { outcome: 'cluster-error', revision: toApply.snapshot.revision, error };
+        }
+        this.lastRevision = toApply.snapshot.revision;
+        this.lastConverged = convergeResult.converged;
+        if (toApply.approval) await this.deps.gate?.applied?.(toApply.approval, convergeResult);
+      }
+    }
+
+    let drift: PassResult['drift'];
+    const driftDue = opts.forceDrift || this.now() - this.lastDriftAt >= config.driftIntervalSeconds * 1000;
+    if (this.deps.drift && config.drift !== 'off' && driftDue && this.lastRevision) {
+      try {
+        const applied = this.planCache?.revision === this.lastRevision ? this.planCache.plan : toApply.plan;
+        drift = await this.deps.drift.check({ plan: applied, snapshot: toApply.snapshot });
+        this.lastDriftAt = this.now();
+      } catch (err) {
+        log?.warn({ err: describeError(err) }, 'drift check failed');
+        drift = { drifted: 0, corrected: 0, failed: 1 };
+      }
+    }
+
+    const failed = convergeResult ? !convergeResult.converged : !this.lastConverged;
+    const outcome: PassOutcome = pending ? 'pending-approval' : failed ? 'failed' : 'converged';
+    return {
+      outcome,
+      revision: toApply.snapshot.revision,
+      ...(convergeResult ? { converge: convergeResult } : {}),
+      ...(pending ? { pending } : {}),
+      ...(drift ? { drift } : {}),
+    };
+  }
+
+  private convergeDeps(snapshot: Snapshot, signal?: AbortSignal): ConvergeDeps {
+    const { config } = this.deps;
+    return {
+      helm: this.deps.helm,
+      core: this.deps.core,
+      records: this.deps.records,
+      events: this.deps.events,
+      now: this.now,
+      root: snapshot.dir,
+      cluster: config.cluster,
+      prune: config.prune,
+      concurrency: config.concurrency,
+      ...(signal ? { signal } : {}),
+      ...(this.deps.log ? { log: this.deps.log } : {}),
+    };
+  }
+
+  /** Schedules a pass now (webhook). */
+  trigger(): void {
+    this.wake?.();
+  }
+
+  /** Runs passes until `signal` aborts. Source failures back off exponentially with jitter. */
+  async loop(signal: AbortSignal): Promise<void> {
+    const random = this.deps.random ?? Math.random;
+    while (!signal.aborted) {
+      const result = await this.pass({ signal });
+      this.deps.log?.info(
+        { outcome: result.outcome, revision: result.revision, pending: result.pending, error: result.error },
+        'pass finished',
+      );
+      let delay = this.deps.config.intervalSeconds * 1000;
+      if (result.outcome === 'source-error') {
+        const backoff = Math.min(5000 * 2 ** Math.min(this.sourceFailures - 1, 10), 300_000);
+        delay = Math.min(delay, backoff) * (0.5 + random() / 2);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, delay);
+        const onAbort = () => done();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.wake = done;
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        }
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** Liveness: the loop has completed a pass recently (three intervals plus slack). */
+  health(): string | undefined {
+    if (this.state.lastPassAt === 0) return undefined;
+    const limit = (this.deps.config.intervalSeconds * 3 + 600) * 1000;
+    return this.now() - this.state.lastPassAt > limit ? 'no pass completed recently' : undefined;
+  }
+
+  readiness(): string | undefined {
+    return this.state.hasSnapshot ? undefined : 'no snapshot of the repository yet';
+  }
+}
+
+export function passExitCode(result: PassResult): number {
+  switch (result.outcome) {
+    case 'converged':
+      return 0;
+    case 'failed':
+    case 'invalid':
+      return 1;
+    case 'pending-approval':
+      return 3;
+    case 'source-error':
+      return 4;
+    case 'cluster-error':
+      return 5;
+  }
+}

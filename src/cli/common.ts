@@ -1,0 +1,61 @@
+// What several commands share: age keys for SOPS, the helm binary, output options.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createHelm, resolveHelm, type Helm } from '../converge/helm.js';
+import type { PlanDeps } from '../plan/cluster-plan.js';
+import { secretDigestKey } from '../plan/digest.js';
+import { loadAgeIdentities } from '../resolve/age-key.js';
+import { decryptSops } from '../resolve/sops.js';
+import { Option } from 'commander';
+import type { OutputFormat } from './output.js';
+
+export interface CommonOptions {
+  output?: OutputFormat;
+  ageKeyFile?: string;
+}
+
+export interface Keys {
+  planDeps: PlanDeps;
+}
+
+export async function loadKeys(opts: CommonOptions, env: NodeJS.ProcessEnv = process.env): Promise<Keys> {
+  const identities = await loadAgeIdentities({
+    env,
+    ...(opts.ageKeyFile ? { ageKeyFile: opts.ageKeyFile } : {}),
+  });
+  return {
+    planDeps: {
+      decrypt: (text, file) => decryptSops(text, file, identities),
+      digestKey: secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex'))),
+    },
+  };
+}
+
+// `npm run setup` puts helm here; used when neither MOORING_HELM nor PATH has one.
+const BUNDLED_HELM = fileURLToPath(new URL('../../.tools/bin/helm', import.meta.url));
+
+export function findHelm(env: NodeJS.ProcessEnv = process.env): string {
+  try {
+    return resolveHelm(env);
+  } catch (err) {
+    if (!env.MOORING_HELM && existsSync(BUNDLED_HELM)) return BUNDLED_HELM;
+    throw err;
+  }
+}
+
+export function helmFromEnv(
+  opts: { kubeconfig?: string; context?: string } = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Helm {
+  return createHelm({
+    binary: findHelm(env),
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    ...(opts.context ? { kubeContext: opts.context } : {}),
+  });
+}
+
+export function outputOption(): Option {
+  return new Option('-o, --output <format>', 'text for people, json for machines')
+    .choices(['text', 'json'])
+    .default('text');
+}

@@ -1,0 +1,41 @@
+// Output for people (tables, colour on a terminal) and for machines (`--output json`).
+export type OutputFormat = 'text' | 'json';
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** Colour only on a terminal, and never when NO_COLOR is set. */
+  colour: boolean;
+}
+
+export function processIo(): Io {
+  return {
+    out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
+    err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+    colour: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR,
+  };
+}
+
+const CODES = { red: 31, green: 32, yellow: 33, blue: 34, dim: 2, bold: 1 } as const;
+export type Colour = keyof typeof CODES;
+
+export function paint(io: Io, colour: Colour, text: string): string {
+  return io.colour ? `\u001b[${CODES[colour]}m${text}\u001b[0m` : text;
+}
+
+/** A plain aligned table; cells may hold colour codes (they are not counted in widths). */
+export function table(headers: string[], rows: string[][]): string {
+  // eslint-disable-next-line no-control-regex -- stripping ANSI colour codes is the point
+  const visible = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '').length;
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? ''))));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i]! - visible(c))))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export function json(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}

@@ -1,0 +1,354 @@
+// One converge pass over a cluster: for every release, observe (helm's storage and
+// mooring's record), pick the next action (decide.ts), carry it out, and report it. Releases
+// run in dependsOn order, independent ones in parallel, bounded. A release that fails keeps
+// its last good revision (helm rolls back) and does not stop the others.
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { MooringError, describeError } from '../errors.js';
+import type { PlannedRelease } from '../plan/cluster-plan.js';
+import { chartSource } from '../plan/cluster-plan.js';
+import { nextAction, retryDelaySeconds, type Action, type ConvergeRecord } from './decide.js';
+import type { Helm } from './helm.js';
+import { listRevisions, observe, unlockPending } from './helm-storage.js';
+import { runInOrder } from './scheduler.js';
+
+export type ReleaseState =
+  'ready' | 'progressing' | 'failed' | 'pending-approval' | 'drifted' | 'waiting' | 'orphaned' | 'pruned';
+
+/** What mooring records per release (the MooringRelease status). Never holds values. */
+export interface ReleaseRecord extends ConvergeRecord {
+  name: string;
+  namespace?: string;
+  chart?: string;
+  version?: string;
+  state?: ReleaseState;
+  desiredRevision?: string;
+  desiredDigest?: string;
+  deployedRevision?: string;
+  helmStatus?: string;
+  lastError?: string;
+  failures?: number;
+  lastAttemptAt?: string;
+  lastSuccessAt?: string;
+}
+
+/** Where records live; the agent keeps them in MooringRelease objects. */
+export interface ReleaseRecords {
+  list(): Promise<ReleaseRecord[]>;
+  /** Merges `patch` into the record (creating it); `null` removes a field. */
+  update(name: string, patch: RecordPatch): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
+export type RecordPatch = { [K in keyof ReleaseRecord]?: ReleaseRecord[K] | null };
+
+export type EventType = 'Normal' | 'Warning';
+export interface EventSink {
+  emit(release: string, type: EventType, reason: string, message: string): void;
+}
+
+export interface ConvergeDeps {
+  helm: Helm;
+  core: CoreV1Api;
+  records: ReleaseRecords;
+  events: EventSink;
+  now: () => number;
+  /** The root of the checkout the plan was made from (local charts live there). */
+  root: string;
+  cluster: string;
+  prune: boolean;
+  concurrency: number;
+  signal?: AbortSignal;
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+export interface ReleaseOutcome {
+  name: string;
+  action: Action['kind'] | 'error' | 'blocked';
+  state: ReleaseState;
+  error?: string;
+  helmRevision?: number;
+}
+
+export interface ConvergeResult {
+  revision: string;
+  releases: ReleaseOutcome[];
+  /** Every release ready (or pruned/orphaned), none failed or waiting. */
+  converged: boolean;
+}
+
+const MANAGED_LABELS = (cluster: string) => ({ 'mooring.io/managed': 'true', 'mooring.io/cluster': cluster });
+
+export async function converge(
+  plan: { releases: PlannedRelease[] },
+  revision: string,
+  deps: ConvergeDeps,
+): Promise<ConvergeResult> {
+  const records = new Map((await deps.records.list()).map((r) => [r.name, r]));
+  const wanted = new Map(plan.releases.map((r) => [r.name, r]));
+  const outcomes: ReleaseOutcome[] = [];
+
+  // Releases with errors in Git (bad values, broken SOPS file, bad dependsOn) change nothing.
+  for (const r of plan.releases.filter((x) => x.error)) {
+    const error = describeError(r.error);
+    await deps.records.update(r.name, {
+      namespace: r.namespace,
+      chart: r.chart,
+      state: 'failed',
+      desiredRevision: revision,
+      lastError: error,
+      lastAttemptAt: iso(deps.now()),
+    });
+    deps.events.emit(r.name, 'Warning', 'InvalidConfiguration', `revision ${short(revision)}: ${error}`);
+    outcomes.push({ name: r.name, action: 'error', state: 'failed', error });
+  }
+
+  const valid = plan.releases.filter((r) => !r.error && r.digest && r.resolved);
+  const dependsOn = new Map(valid.map((r) => [r.name, r.dependsOn.filter((d) => wanted.has(d))]));
+  const { done, blocked } = await runInOrder({
+    dependsOn,
+    concurrency: deps.concurrency,
+    ...(deps.signal ? { signal: deps.signal } : {}),
+    succeeded: (o: ReleaseOutcome) => o.state === 'ready',
+    run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps),
+  });
+  outcomes.push(...done.values());
+  for (const [name, dep] of blocked) {
+    const error =
+      dep === 'shutdown'
+        ? 'not started: the agent is shutting down'
+        : `waiting for ${dep}, which is not ready`;
+    if (dep !== 'shutdown') {
+      await deps.records.update(name, { state: 'waiting', desiredRevision: revision, lastError: error });
+    }
+    outcomes.push({ name, action: 'blocked', state: 'waiting', error });
+  }
+
+  // Releases mooring manages that left Git (or were disabled).
+  for (const record of records.values()) {
+    if (wanted.has(record.name) || record.state === 'pruned') continue;
+    outcomes.push(await removeRelease(record, deps));
+  }
+
+  outcomes.sort((a, b) => a.name.localeCompare(b.name));
+  const converged = outcomes.every(
+    (o) => o.state === 'ready' || o.state === 'pruned' || o.state === 'orphaned',
+  );
+  return { revision, releases: outcomes, converged };
+}
+
+async function convergeRelease(
+  release: PlannedRelease,
+  record: ReleaseRecord | undefined,
+  revision: string,
+  deps: ConvergeDeps,
+): Promise<ReleaseOutcome> {
+  const name = release.name;
+  const resolved = release.resolved!;
+  const digest = release.digest!;
+  const base: RecordPatch = {
+    namespace: release.namespace,
+    chart: release.chart,
+    ...(release.version ? { version: release.version } : {}),
+    desiredRevision: revision,
+    desiredDigest: digest,
+  };
+  try {
+    let stored = await listRevisions(deps.core, release.namespace, name);
+    let action = nextAction({
+      desired: { digest, revision },
+      helm: observe(stored),
+      ...(record ? { record } : {}),
+      prune: deps.prune,
+      now: deps.now(),
+    });
+
+    if (action.kind === 'unlock') {
+      const latest = stored[stored.length - 1]!;
+      await unlockPending(
+        deps.core,
+        latest,
+        `mooring: ${action.from} interrupted (agent restarted); marked failed to recover`,
+      );
+      deps.events.emit(
+        name,
+        'Warning',
+        'Recovered',
+        `helm revision ${latest.revision} was left ${action.from} by an interrupted run; marked failed and upgrading`,
+      );
+      deps.log?.warn(
+        { release: name, revision: latest.revision, from: action.from },
+        'recovered a pending release',
+      );
+      stored = await listRevisions(deps.core, release.namespace, name);
+      action = { kind: 'upgrade', reason: `recovering from ${action.from}` };
+    }
+
+    if (action.kind === 'none') {
+      if (record?.state !== 'ready' || record.desiredRevision !== revision) {
+        await deps.records.update(name, {
+          ...base,
+          state: 'ready',
+          deployedRevision: revision,
+          lastError: null,
+        });
+      }
+      return {
+        name,
+        action: 'none',
+        state: 'ready',
+        ...(record?.helmRevision ? { helmRevision: record.helmRevision } : {}),
+      };
+    }
+    if (action.kind === 'wait') {
+      return { name, action: 'wait', state: 'failed', error: record?.lastError ?? 'waiting to retry' };
+    }
+    if (action.kind !== 'install' && action.kind !== 'upgrade') {
+      throw new Error(`unexpected action ${action.kind} for a desired release`);
+    }
+
+    await deps.records.update(name, {
+      ...base,
+      state: 'progressing',
+      lastAttemptAt: iso(deps.now()),
+      managed: true,
+    });
+    const before = observe(stored);
+    try {
+      const result = await deps.helm.upgradeInstall({
+        ...chartSource(deps.root, resolved.release.chart),
+        release: name,
+        namespace: release.namespace,
+        values: resolved.merge.userValues,
+        redact: resolved.secretStrings,
+        timeoutSeconds: resolved.release.timeoutSeconds,
+        wait: resolved.release.wait,
+        rollbackOnFailure: true,
+        createNamespace: resolved.release.createNamespace,
+        labels: MANAGED_LABELS(deps.cluster),
+        description: `mooring ${short(revision)}`,
+        ...(deps.signal ? { signal: deps.signal } : {}),
+      });
+      await deps.records.update(name, {
+        ...base,
+        state: 'ready',
+        deployedRevision: revision,
+        deployedDigest: digest,
+        helmRevision: result.revision,
+        helmStatus: result.status,
+        lastError: null,
+        failedDigest: null,
+        failures: 0,
+        retryAt: null,
+        lastSuccessAt: iso(deps.now()),
+      });
+      deps.events.emit(
+        name,
+        'Normal',
+        'Converged',
+        `${action.kind === 'install' ? 'installed' : 'upgraded'} to revision ${short(revision)} (helm revision ${result.revision})`,
+      );
+      deps.log?.info(
+        { release: name, revision, helmRevision: result.revision, action: action.kind },
+        'converged',
+      );
+      return { name, action: action.kind, state: 'ready', helmRevision: result.revision };
+    } catch (err) {
+      const error = describeError(err);
+      const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
+      const after = observe(await listRevisions(deps.core, release.namespace, name));
+      const rolledBack =
+        after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
+      await deps.records.update(name, {
+        ...base,
+        state: 'failed',
+        lastError: error,
+        failedDigest: digest,
+        failures,
+        retryAt: deps.now() + retryDelaySeconds(failures) * 1000,
+        ...(after ? { helmStatus: after.status } : {}),
+        // Helm's rollback made a new revision that holds the last good state.
+        ...(rolledBack ? { helmRevision: after.revision } : {}),
+      });
+      deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
+      if (rolledBack) {
+        deps.events.emit(
+          name,
+          'Warning',
+          'RolledBack',
+          `rolled back to the last good state (helm revision ${after.revision})`,
+        );
+      }
+      deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
+      return {
+        name,
+        action: action.kind,
+        state: 'failed',
+        error,
+        ...(rolledBack ? { helmRevision: after.revision } : {}),
+      };
+    }
+  } catch (err) {
+    const error = describeError(err);
+    await deps.records.update(name, {
+      ...base,
+      state: 'failed',
+      lastError: error,
+      lastAttemptAt: iso(deps.now()),
+    });
+    deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
+    return { name, action: 'error', state: 'failed', error };
+  }
+}
+
+async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise<ReleaseOutcome> {
+  const name = record.name;
+  if (!record.namespace) return { name, action: 'none', state: 'orphaned' };
+  try {
+    const helm = observe(await listRevisions(deps.core, record.namespace, name));
+    const action = nextAction({ helm, record, prune: deps.prune, now: deps.now() });
+    if (action.kind === 'uninstall') {
+      await deps.helm.uninstall(name, record.namespace, {
+        wait: true,
+        timeoutSeconds: 300,
+        ...(deps.signal ? { signal: deps.signal } : {}),
+      });
+      await deps.records.remove(name);
+      deps.events.emit(
+        name,
+        'Normal',
+        'Pruned',
+        `uninstalled: the release is no longer declared in Git for this cluster`,
+      );
+      return { name, action: 'uninstall', state: 'pruned' };
+    }
+    if (!helm) {
+      await deps.records.remove(name);
+      return { name, action: 'none', state: 'pruned' };
+    }
+    if (record.state !== 'orphaned') {
+      await deps.records.update(name, {
+        state: 'orphaned',
+        lastError: 'no longer declared in Git; not uninstalled because pruning is off (--prune)',
+      });
+      deps.events.emit(
+        name,
+        'Warning',
+        'Orphaned',
+        'no longer declared in Git for this cluster; enable --prune to uninstall it',
+      );
+    }
+    return { name, action: 'orphan', state: 'orphaned' };
+  } catch (err) {
+    const error = err instanceof MooringError ? err.describe() : describeError(err);
+    deps.events.emit(name, 'Warning', 'PruneFailed', error);
+    return { name, action: 'error', state: 'failed', error };
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function short(revision: string): string {
+  return revision.slice(0, 7);
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { nextAction, retryDelaySeconds } from '../../src/converge/decide.js';
+
+const desired = { digest: 'sha256:new', revision: 'abc' };
+const now = 1_000_000;
+
+describe('nextAction', () => {
+  it('installs a release helm does not know', () => {
+    expect(nextAction({ desired, prune: false, now })).toEqual({ kind: 'install' });
+  });
+
+  it('does nothing when the deployed digest and helm revision match the record', () => {
+    expect(
+      nextAction({
+        desired,
+        helm: { revision: 3, status: 'deployed' },
+        record: { deployedDigest: 'sha256:new', helmRevision: 3, managed: true },
+        prune: false,
+        now,
+      }),
+    ).toEqual({ kind: 'none' });
+  });
+
+  it('upgrades when the desired state changed', () => {
+    const action = nextAction({
+      desired,
+      helm: { revision: 3, status: 'deployed' },
+      record: { deployedDigest: 'sha256:old', helmRevision: 3, managed: true },
+      prune: false,
+      now,
+    });
+    expect(action).toEqual({ kind: 'upgrade', reason: 'the desired state changed' });
+  });
+
+  it('upgrades when someone ran helm by hand since the last converge', () => {
+    const action = nextAction({
+      desired,
+      helm: { revision: 4, status: 'deployed' },
+      record: { deployedDigest: 'sha256:new', helmRevision: 3, managed: true },
+      prune: false,
+      now,
+    });
+    expect(action).toMatchObject({ kind: 'upgrade', reason: expect.stringContaining('outside mooring') });
+  });
+
+  it('unlocks a release left pending by an interrupted helm process', () => {
+    for (const status of ['pending-install', 'pending-upgrade', 'pending-rollback'] as const) {
+      expect(nextAction({ desired, helm: { revision: 2, status }, prune: false, now })).toEqual({
+        kind: 'unlock',
+        from: status,
+      });
+    }
+  });
+
+  it('waits before retrying the same failed desired state, then retries', () => {
+    const record = {
+      deployedDigest: 'sha256:old',
+      helmRevision: 3,
+      failedDigest: 'sha256:new',
+      retryAt: now + 60_000,
+      managed: true,
+    };
+    const helm = { revision: 4, status: 'failed' as const };
+    expect(nextAction({ desired, helm, record, prune: false, now })).toEqual({
+      kind: 'wait',
+      until: now + 60_000,
+    });
+    expect(nextAction({ desired, helm, record, prune: false, now: now + 60_001 })).toMatchObject({
+      kind: 'upgrade',
+    });
+  });
+
+  it('retries at once when a new desired state replaces the one that failed', () => {
+    const record = { failedDigest: 'sha256:broken', retryAt: now + 60_000, managed: true };
+    expect(
+      nextAction({ desired, helm: { revision: 1, status: 'failed' }, record, prune: false, now }),
+    ).toMatchObject({ kind: 'upgrade' });
+  });
+
+  it('uninstalls a release removed from Git only when pruning, and only if mooring installed it', () => {
+    const helm = { revision: 2, status: 'deployed' as const };
+    expect(nextAction({ helm, record: { managed: true }, prune: true, now })).toEqual({ kind: 'uninstall' });
+    expect(nextAction({ helm, record: { managed: true }, prune: false, now })).toEqual({ kind: 'orphan' });
+    expect(nextAction({ helm, record: { managed: false }, prune: true, now })).toEqual({ kind: 'none' });
+    expect(nextAction({ helm, prune: true, now })).toEqual({ kind: 'none' });
+  });
+
+  it('backs off exponentially up to 30 minutes', () => {
+    expect([1, 2, 3, 10, 20].map(retryDelaySeconds)).toEqual([30, 60, 120, 1800, 1800]);
+  });
+});
