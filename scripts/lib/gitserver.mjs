@@ -47,6 +47,8 @@ import { join } from 'node:path';
  * @property {() => Promise<void>} stop
  * @property {GitRequestRecord[]} requests every completed request, oldest first
  * @property {(down: boolean, options?: OutageOptions) => void} setDown
+ * @property {() => {connections: number, bytesIn: number, bytesOut: number}} traffic
+ *   bytes on the wire (HTTP headers and bodies, TLS included) over all connections so far
  */
 
 /**
@@ -175,6 +177,9 @@ export async function startGitServer({
   const server = tls
     ? https.createServer({ cert: tls.cert, key: tls.key }, listener)
     : http.createServer(listener);
+  /** @type {Set<import('node:net').Socket>} */
+  const sockets = new Set();
+  server.on(tls ? 'secureConnection' : 'connection', (socket) => sockets.add(socket));
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve(undefined));
@@ -187,6 +192,15 @@ export async function startGitServer({
     url,
     repoUrl: (name) => `${url}/${name}`,
     requests,
+    traffic() {
+      let bytesIn = 0;
+      let bytesOut = 0;
+      for (const socket of sockets) {
+        bytesIn += socket.bytesRead;
+        bytesOut += socket.bytesWritten;
+      }
+      return { connections: sockets.size, bytesIn, bytesOut };
+    },
     setDown(down, options = {}) {
       outage = down ? { mode: options.mode ?? '503', when: options.when ?? (() => true) } : undefined;
     },

@@ -36,6 +36,10 @@ export class GitSourceError extends MooringError {
     this.name = 'GitSourceError';
     this.reason = reason;
   }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), reason: this.reason };
+  }
 }
 
 export interface FailureContext {

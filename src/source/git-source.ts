@@ -61,7 +61,10 @@ export interface GitSourceOptions {
   timeoutMs?: number;
   /** How far back checkoutRevision looks for a commit the server will not serve by sha. */
   maxDepth?: number;
-  /** Replaces the built-in HTTP client (tests, benchmarks); caFile and timeoutMs then do not apply. */
+  /**
+   * Replaces the built-in HTTP client (tests, benchmarks); caFile and timeoutMs then do not
+   * apply and `transfer` stays at zero.
+   */
   http?: HttpClient;
   now?: () => Date;
   log?: SourceLogger;

@@ -79,9 +79,17 @@ export function createHttpClient(options: NodeHttpClientOptions = {}): NodeHttpC
     let method = (req.method ?? 'GET').toUpperCase();
     let headers: Record<string, string> = { ...req.headers };
     for (let hop = 0; ; hop++) {
-      const res = await send({ url, method, headers, body: method === 'GET' ? undefined : body, req });
+      const { res, timedOut } = await send({
+        url,
+        method,
+        headers,
+        body: method === 'GET' ? undefined : body,
+        req,
+      });
       const location = res.headers.location;
-      if (!REDIRECTS.has(res.statusCode ?? 0) || location === undefined) return respond(url, method, res);
+      if (!REDIRECTS.has(res.statusCode ?? 0) || location === undefined) {
+        return respond(url, method, res, timedOut);
+      }
       res.resume();
       if (hop >= maxRedirects) throw new HttpRedirectError(`more than ${maxRedirects} redirects`);
       const next = new URL(location, url);
@@ -105,7 +113,7 @@ export function createHttpClient(options: NodeHttpClientOptions = {}): NodeHttpC
     headers: Record<string, string>;
     body: Buffer | undefined;
     req: GitHttpRequest;
-  }): Promise<http.IncomingMessage> {
+  }): Promise<{ res: http.IncomingMessage; timedOut: () => HttpTimeoutError | undefined }> {
     const target = new URL(args.url);
     const transport = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : undefined;
     if (!transport) return Promise.reject(new Error(`unsupported protocol ${target.protocol}`));
@@ -120,15 +128,24 @@ export function createHttpClient(options: NodeHttpClientOptions = {}): NodeHttpC
         timeout: timeoutMs,
         ...(args.req.signal ? { signal: args.req.signal } : {}),
       });
-      outgoing.on('timeout', () => outgoing.destroy(new HttpTimeoutError(args.url, timeoutMs)));
+      let timedOut: HttpTimeoutError | undefined;
+      outgoing.on('timeout', () => {
+        timedOut = new HttpTimeoutError(args.url, timeoutMs);
+        outgoing.destroy(timedOut);
+      });
       outgoing.on('error', reject);
-      outgoing.on('response', resolve);
+      outgoing.on('response', (res) => resolve({ res, timedOut: () => timedOut }));
       if (args.body) stats.bytesOut += args.body.length;
       outgoing.end(args.body);
     });
   }
 
-  function respond(url: string, method: string, res: http.IncomingMessage): GitHttpResponse {
+  function respond(
+    url: string,
+    method: string,
+    res: http.IncomingMessage,
+    timedOut: () => HttpTimeoutError | undefined,
+  ): GitHttpResponse {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(res.headers)) {
       if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -139,7 +156,7 @@ export function createHttpClient(options: NodeHttpClientOptions = {}): NodeHttpC
       statusCode: res.statusCode ?? 0,
       statusMessage: res.statusMessage ?? '',
       headers,
-      body: countBytes(res, stats),
+      body: countBytes(res, stats, timedOut),
     };
   }
 
@@ -158,16 +175,24 @@ export function createHttpClient(options: NodeHttpClientOptions = {}): NodeHttpC
 async function* countBytes(
   res: http.IncomingMessage,
   stats: TransferStats,
+  timedOut: () => HttpTimeoutError | undefined,
 ): AsyncIterableIterator<Uint8Array> {
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    stats.bytesIn += chunk.length;
-    yield chunk;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      stats.bytesIn += chunk.length;
+      yield chunk;
+    }
+  } catch (err) {
+    // Destroying the request for the timeout surfaces here as a bare "aborted".
+    throw timedOut() ?? err;
   }
   // A connection cut mid-body ends the stream without an error on some Node versions.
-  if (!res.complete)
-    throw Object.assign(new Error('connection closed before the answer was complete'), {
-      code: 'ECONNRESET',
-    });
+  if (!res.complete) {
+    throw (
+      timedOut() ??
+      Object.assign(new Error('connection closed before the answer was complete'), { code: 'ECONNRESET' })
+    );
+  }
 }
 
 async function collect(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Buffer> {

@@ -50,7 +50,8 @@ export async function lsRefsBranch(args: {
     },
     body: once(body),
   });
-  if (res.statusCode === 401 || res.statusCode === 403 || res.statusCode >= 500) {
+  // Answers any git server gives whatever protocol it speaks: not a reason to fall back.
+  if ([401, 403, 404].includes(res.statusCode) || res.statusCode >= 500) {
     await drain(res.body);
     throw new LsRefsHttpError(res.statusCode, res.statusMessage);
   }

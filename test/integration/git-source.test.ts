@@ -362,3 +362,23 @@ describe('HTTPS with a private certificate authority', () => {
     );
   });
 });
+
+describe('a repository that does not exist', () => {
+  test('is reported as not found with a hint about credentials, and polling stays one request', async () => {
+    const repo = await gitops();
+    const source = repo.source({ url: repo.server.repoUrl('missing.git') });
+    const mark = repo.server.requests.length;
+
+    const err = await failure(source.sync());
+    await failure(source.sync());
+
+    expect(err.reason).toBe('repository-not-found');
+    expect(err.describe()).toBe(
+      `repository not found at ${repo.server.repoUrl('missing.git')} (HTTP 404) (check --repo; private repositories answer 404 without credentials (--git-username-file/--git-password-file))`,
+    );
+    expect(since(repo.server, mark)).toEqual([
+      { method: 'POST', command: 'ls-refs', status: 404 },
+      { method: 'POST', command: 'ls-refs', status: 404 },
+    ]);
+  });
+});

@@ -42,6 +42,8 @@ export interface GitServer {
   /** Every completed request, oldest first. */
   requests: GitRequestRecord[];
   setDown(down: boolean, options?: OutageOptions): void;
+  /** Bytes on the wire (headers and bodies) over all connections so far. */
+  traffic(): { connections: number; bytesIn: number; bytesOut: number };
 }
 
 export interface GitServerOptions {
