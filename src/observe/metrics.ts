@@ -1,0 +1,195 @@
+// Prometheus metrics for one agent: its own registry (never prom-client's global one), so
+// that several agents or tests in one process do not share counters. Labels carry only
+// names mooring chose (release, state, outcome, command), never values from Git.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReleaseState } from './status.js';
+
+export const RELEASE_STATES: readonly ReleaseState[] = [
+  'ready',
+  'progressing',
+  'failed',
+  'pending-approval',
+  'drifted',
+  'waiting',
+  'orphaned',
+  'pruned',
+];
+
+export interface MetricsOptions {
+  /** Also export Node.js process metrics (CPU, memory, event loop); default true. */
+  processMetrics?: boolean;
+}
+
+export interface MooringMetrics {
+  readonly registry: Registry;
+  /** One agent pass ended (matches the agent's AgentMetrics). */
+  passCompleted(outcome: string, seconds: number): void;
+  /** Polling or fetching Git failed. */
+  sourceFailed(): void;
+  /** A poll of the branch: `changed` when the head moved (and a fetch follows). */
+  gitPolled(changed: boolean): void;
+  gitFetched(): void;
+  /** Sets how many releases are in each state (states left out count zero). */
+  setReleaseStates(counts: Partial<Record<ReleaseState, number>>): void;
+  /** One release's converge attempt ended; `at` is milliseconds since the epoch. */
+  converged(release: string, result: 'success' | 'failure', at: number): void;
+  /** Plug into the Helm adapter's `onSpawn`: counts helm processes by command. */
+  helmSpawned(args: readonly string[]): void;
+  /** A drift check ended; `at` is milliseconds since the epoch. */
+  driftChecked(result: { drifted: number; corrected: number; failed: number }, at: number): void;
+  setPendingApprovals(count: number): void;
+  setLeader(leading: boolean): void;
+  /** The exposition text for /metrics. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
+  const registry = new Registry();
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'mooring_' });
+  const registers = [registry];
+
+  const passes = new Counter({
+    name: 'mooring_passes_total',
+    help: 'Agent passes (fetch, plan, gate, converge, drift check), by outcome.',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const passDuration = new Histogram({
+    name: 'mooring_pass_duration_seconds',
+    help: 'Duration of agent passes.',
+    buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
+    registers,
+  });
+  const gitPolls = new Counter({
+    name: 'mooring_git_polls_total',
+    help: 'Polls of the tracked branch, by whether the head moved.',
+    labelNames: ['changed'],
+    registers,
+  });
+  const gitFetches = new Counter({
+    name: 'mooring_git_fetches_total',
+    help: 'Git fetches of a new revision.',
+    registers,
+  });
+  const gitFailures = new Counter({
+    name: 'mooring_git_failures_total',
+    help: 'Failed polls or fetches of the Git repository.',
+    registers,
+  });
+  const releases = new Gauge({
+    name: 'mooring_releases',
+    help: 'Releases managed by this agent, by state.',
+    labelNames: ['state'],
+    registers,
+  });
+  const converges = new Counter({
+    name: 'mooring_converges_total',
+    help: 'Converge attempts (helm upgrade --install or uninstall), by release and result.',
+    labelNames: ['release', 'result'],
+    registers,
+  });
+  const convergeFailures = new Counter({
+    name: 'mooring_converge_failures_total',
+    help: 'Failed converge attempts, by release.',
+    labelNames: ['release'],
+    registers,
+  });
+  const lastConverge = new Gauge({
+    name: 'mooring_last_converge_timestamp_seconds',
+    help: 'When a release last finished converging (success or failure).',
+    labelNames: ['release'],
+    registers,
+  });
+  const lastSuccess = new Gauge({
+    name: 'mooring_last_successful_converge_timestamp_seconds',
+    help: 'When a release last converged successfully.',
+    labelNames: ['release'],
+    registers,
+  });
+  const helmProcesses = new Counter({
+    name: 'mooring_helm_processes_total',
+    help: 'helm processes started, by command.',
+    labelNames: ['command'],
+    registers,
+  });
+  const driftDetected = new Counter({
+    name: 'mooring_drift_detected_total',
+    help: 'Drifted fields or deleted objects found by drift checks.',
+    registers,
+  });
+  const driftCorrected = new Counter({
+    name: 'mooring_drift_corrected_total',
+    help: 'Drifted fields or deleted objects restored.',
+    registers,
+  });
+  const driftFailures = new Counter({
+    name: 'mooring_drift_check_failures_total',
+    help: 'Drift checks or corrections that failed.',
+    registers,
+  });
+  const lastDriftCheck = new Gauge({
+    name: 'mooring_last_drift_check_timestamp_seconds',
+    help: 'When the last drift check finished.',
+    registers,
+  });
+  const pendingApprovals = new Gauge({
+    name: 'mooring_pending_approvals',
+    help: 'Plans waiting for approval.',
+    registers,
+  });
+  const leader = new Gauge({
+    name: 'mooring_leader',
+    help: '1 while this replica holds the leader lease.',
+    registers,
+  });
+
+  for (const state of RELEASE_STATES) releases.set({ state }, 0);
+  pendingApprovals.set(0);
+  leader.set(0);
+
+  return {
+    registry,
+    passCompleted(outcome, seconds) {
+      passes.inc({ outcome });
+      passDuration.observe(seconds);
+    },
+    sourceFailed() {
+      gitFailures.inc();
+    },
+    gitPolled(changed) {
+      gitPolls.inc({ changed: String(changed) });
+    },
+    gitFetched() {
+      gitFetches.inc();
+    },
+    setReleaseStates(counts) {
+      for (const state of RELEASE_STATES) releases.set({ state }, counts[state] ?? 0);
+    },
+    converged(release, result, at) {
+      converges.inc({ release, result });
+      lastConverge.set({ release }, at / 1000);
+      if (result === 'failure') convergeFailures.inc({ release });
+      else lastSuccess.set({ release }, at / 1000);
+    },
+    helmSpawned(args) {
+      // `get metadata`, `get manifest`: the subcommand matters; other arguments are names.
+      const command = args[0] === 'get' && args[1] !== undefined ? `get ${args[1]}` : (args[0] ?? 'unknown');
+      helmProcesses.inc({ command });
+    },
+    driftChecked(result, at) {
+      driftDetected.inc(result.drifted);
+      driftCorrected.inc(result.corrected);
+      driftFailures.inc(result.failed);
+      lastDriftCheck.set(at / 1000);
+    },
+    setPendingApprovals(count) {
+      pendingApprovals.set(count);
+    },
+    setLeader(leading) {
+      leader.set(leading ? 1 : 0);
+    },
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
