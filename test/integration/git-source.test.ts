@@ -160,6 +160,36 @@ describe('checking out the tracked branch', () => {
     expect((await source.sync()).snapshot.revision).toBe(second);
   });
 
+  test('concurrent syncs and polls (interval and webhook) run one at a time and fetch once', async () => {
+    const repo = await gitops();
+    const source = repo.source();
+
+    const [a, b, poll] = await Promise.all([source.sync(), source.sync(), source.poll()]);
+
+    expect(a).toEqual({ snapshot: source.current(), changed: true });
+    expect(b).toEqual({ snapshot: source.current(), changed: false });
+    expect(poll).toEqual({ revision: repo.first, changed: false });
+    expect(repo.server.requests.filter((r) => r.command === 'want')).toHaveLength(1);
+  });
+
+  test('a snapshot acquired by a caller survives a swap until released', async () => {
+    const repo = await gitops();
+    const source = repo.source();
+    await source.sync();
+    const inUse = source.acquire();
+    repo.commit({ 'clusters/eu-1/cluster.yaml': 'environment: staging\n' });
+
+    await source.sync();
+
+    expect(await readFile(join(inUse!.dir, 'clusters/eu-1/cluster.yaml'), 'utf8')).toBe(
+      'environment: prod\n',
+    );
+    inUse!.release();
+    repo.commit({ 'more.txt': 'x' });
+    await source.sync();
+    await expect(readdir(inUse!.dir)).rejects.toThrow(/ENOENT/);
+  });
+
   test('a restarted agent reuses a complete snapshot left on disk instead of fetching it again', async () => {
     const repo = await gitops();
     await repo.source().sync();
@@ -267,15 +297,27 @@ describe('failures', () => {
     expect(source.current()).toBeUndefined();
   });
 
-  test('credentials written into the repository URL are used but never printed', async () => {
-    const repo = await gitops({ auth: { username: USER, password: 'the-right-one' } });
-    const url = repo.server.repoUrl('gitops.git').replace('http://', `http://${USER}:${PASSWORD}@`);
-    const source = repo.source({ url });
+  test('credentials written into the repository URL are used but never printed or logged', async () => {
+    const repo = await gitops({ auth: { username: USER, password: PASSWORD } });
+    const logged: unknown[] = [];
+    const log = {
+      debug: (...a: unknown[]) => logged.push(a),
+      info: (...a: unknown[]) => logged.push(a),
+      warn: (...a: unknown[]) => logged.push(a),
+    };
+    const withSecret = (password: string) =>
+      repo.server.repoUrl('gitops.git').replace('http://', `http://${USER}:${password}@`);
 
-    const err = await failure(source.sync());
+    await repo.source({ url: withSecret(PASSWORD), log }).sync();
+    repo.commit({ 'more.txt': 'x' });
+    await repo.source({ url: withSecret(PASSWORD), log }).sync();
+    const err = await failure(repo.source({ url: withSecret(`${PASSWORD}-old`), log }).sync());
 
     expect(err.describe()).toContain(`authentication failed for ${repo.server.repoUrl('gitops.git')}`);
-    expect([err.describe(), err.stack, JSON.stringify(source.status())].join('\n')).not.toContain(PASSWORD);
+    expect(logged.length).toBeGreaterThan(0);
+    expect([err.describe(), err.stack, JSON.stringify(err), JSON.stringify(logged)].join('\n')).not.toContain(
+      PASSWORD,
+    );
   });
 
   test('a rotated password file is picked up on the next poll', async () => {
