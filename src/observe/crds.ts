@@ -54,6 +54,7 @@ export interface EnsureCrdsOptions {
   /** How long to wait for new CRDs to be established (default 30s). */
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
 }
 
 export interface EnsureCrdsResult {
@@ -96,10 +97,11 @@ export async function ensureCrds(
       );
     }
   }
-  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  const now = options.now ?? Date.now;
+  const deadline = now() + (options.timeoutMs ?? 30_000);
   for (const name of result.applied) {
     while (!(await isEstablished(clients, name))) {
-      if (Date.now() > deadline) {
+      if (now() > deadline) {
         throw new MooringError(
           `CustomResourceDefinition ${name} was applied but is not established`,
           {},

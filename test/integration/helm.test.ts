@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createHelm, HelmError, type Helm } from '../../src/converge/helm.js';
 
@@ -168,6 +168,26 @@ describe('helm adapter against a real cluster', () => {
     expect(unmanaged).toEqual([]);
   });
 
+  it('with server-side apply, an upgrade over a field another manager took needs forceConflicts', async () => {
+    await core.patchNamespacedConfigMap(
+      {
+        name: 'web-config',
+        namespace: ns,
+        body: { data: { greeting: 'edited by hand' } },
+        fieldManager: 'kubectl-edit',
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+
+    const err = await install({ greeting: 'from git' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HelmError);
+    expect((err as HelmError).message).toMatch(/conflict with "kubectl-edit".*: \.data\.greeting/);
+
+    await install({ greeting: 'changed' }, { forceConflicts: true });
+    const cm = await core.readNamespacedConfigMap({ name: 'web-config', namespace: ns });
+    expect(cm.data?.greeting).toBe('changed');
+  });
+
   it('returns the manifest helm recorded', async () => {
     const manifest = await helm.manifest('web', ns);
     expect(manifest).toContain('greeting: "changed"');
@@ -182,7 +202,7 @@ describe('helm adapter against a real cluster', () => {
     );
     await keepDeploymentReady('web', upgrade);
     const release = await upgrade;
-    expect(release).toMatchObject({ revision: 3, status: 'deployed' });
+    expect(release).toMatchObject({ revision: 5, status: 'deployed' });
   });
 
   it('fails an upgrade whose Deployment never becomes ready within the timeout', async () => {
@@ -193,7 +213,38 @@ describe('helm adapter against a real cluster', () => {
     expect(err).toBeInstanceOf(HelmError);
     expect((err as HelmError).failure).toBe('failed');
     expect((err as HelmError).message).toMatch(/Deployment\/.*\/web not ready/);
-    expect(await helm.status('web', ns)).toMatchObject({ revision: 4, status: 'failed' });
+    expect(await helm.status('web', ns)).toMatchObject({ revision: 6, status: 'failed' });
+  });
+
+  it('on shutdown stops helm with SIGTERM, and helm records the release failed, not pending', async () => {
+    const shutdown = new AbortController();
+    const upgrade = helm
+      .upgradeInstall({
+        release: 'stopped',
+        namespace: ns,
+        chart,
+        values: {},
+        timeoutSeconds: 60,
+        wait: true,
+        rollbackOnFailure: false,
+        createNamespace: false,
+        signal: shutdown.signal,
+      })
+      .catch((e: unknown) => e);
+    // Abort once helm is waiting, i.e. after it created the Deployment.
+    for (;;) {
+      const found = await apps
+        .readNamespacedDeployment({ name: 'stopped', namespace: ns })
+        .catch(() => undefined);
+      if (found !== undefined) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    shutdown.abort();
+
+    const err = await upgrade;
+    expect(err).toBeInstanceOf(HelmError);
+    expect((err as HelmError).failure).toBe('canceled');
+    expect(await helm.status('stopped', ns)).toMatchObject({ revision: 1, status: 'failed' });
   });
 
   it('renders manifests with `template` without touching the cluster', async () => {
