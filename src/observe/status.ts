@@ -72,7 +72,7 @@ export interface StatusStore {
   list(): Promise<ReleaseStatusRecord[]>;
   get(name: string): Promise<ReleaseStatusRecord | undefined>;
   /** Merges `patch` into the release's status, creating its MooringRelease if needed. */
-  update(name: string, patch: ReleaseStatusPatch): Promise<ReleaseStatusRecord>;
+  update(name: string, patch: ReleaseStatusPatch): Promise<void>;
   /** Deletes the release's MooringRelease (after it was pruned). */
   remove(name: string): Promise<void>;
 }
@@ -166,12 +166,12 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
         if (current === undefined) continue;
         const status = mergeStatus(current.status ?? {}, patch, name, cluster, now());
         try {
-          const written = (await customObjects.replaceNamespacedCustomObjectStatus({
+          await customObjects.replaceNamespacedCustomObjectStatus({
             ...ref,
             name,
             body: { ...current, status },
-          })) as MooringReleaseObject;
-          return toRecord(written);
+          });
+          return;
         } catch (err) {
           if (isConflict(err) || isNotFound(err)) continue;
           throw storeError(`cannot update the status of MooringRelease ${namespace}/${name}`, name, err);
