@@ -155,6 +155,8 @@ export interface HelmExecResult {
   timedOut: boolean;
   /** Stopped through the AbortSignal (agent shutdown). */
   isCanceled: boolean;
+  /** Why the process could not be started at all (e.g. `spawn helm ENOENT`). */
+  spawnError?: string;
 }
 
 export type HelmExec = (
@@ -320,12 +322,14 @@ export const execaHelmExec: HelmExec = async (file, args, options) => {
     stripFinalNewline: false,
     maxBuffer: 256 * 1024 * 1024,
   });
+  const notStarted = result.failed && result.exitCode === undefined && result.signal === undefined;
   return {
     exitCode: result.exitCode,
     stdout: result.stdout,
     stderr: result.stderr,
     timedOut: result.timedOut,
     isCanceled: result.isCanceled,
+    ...(notStarted && !result.timedOut && !result.isCanceled ? { spawnError: result.originalMessage } : {}),
   };
 };
 
@@ -360,11 +364,10 @@ export function createHelm(options: HelmOptions): Helm {
     release?: string;
     namespace?: string;
     chart?: string;
-    /** Treat helm's "release: not found" as a result, not an error. */
-    allowNotFound?: boolean;
   }
 
-  async function run(r: Run): Promise<{ stdout: string } | 'not-found'> {
+  /** Runs one helm process; resolves to its stdout, or throws a HelmError. */
+  async function run(r: Run): Promise<string> {
     const signals = [options.signal, r.signal].filter((s): s is AbortSignal => s !== undefined);
     const signal =
       signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
@@ -375,15 +378,13 @@ export function createHelm(options: HelmOptions): Helm {
       timeoutMs: r.timeoutMs,
       ...(signal === undefined ? {} : { signal }),
     });
-    if (!result.timedOut && !result.isCanceled && result.exitCode === 0) return { stdout: result.stdout };
+    if (!result.timedOut && !result.isCanceled && result.exitCode === 0) return result.stdout;
     const stderr = cleanStderr(redactSecrets(result.stderr, r.redact ?? []));
-    const notFound = /release: not found/i.test(stderr);
-    if (notFound && r.allowNotFound === true && !result.timedOut && !result.isCanceled) return 'not-found';
     const failure: HelmFailure = result.timedOut
       ? 'timeout'
       : result.isCanceled
         ? 'canceled'
-        : notFound
+        : /release: not found/i.test(stderr)
           ? 'not-found'
           : 'failed';
     const subject = [
@@ -399,16 +400,34 @@ export function createHelm(options: HelmOptions): Helm {
         ? `did not finish within ${Math.round(r.timeoutMs / 1000)}s and was stopped`
         : failure === 'canceled'
           ? 'was cancelled (mooring is shutting down)'
-          : `failed${result.exitCode === undefined ? '' : ` with exit code ${result.exitCode}`}: ${firstErrorLine(stderr)}`;
-    throw new HelmError(`${what} ${reason}`, {
-      command: ['helm', ...r.args].join(' '),
-      exitCode: result.exitCode,
-      stderr,
-      failure,
-      ...(r.release === undefined ? {} : { release: r.release }),
-      ...(r.namespace === undefined ? {} : { namespace: r.namespace }),
-      ...(r.chart === undefined ? {} : { chart: r.chart }),
-    });
+          : result.spawnError !== undefined
+            ? `could not be started: ${result.spawnError}`
+            : `failed${result.exitCode === undefined ? '' : ` with exit code ${result.exitCode}`}: ${firstErrorLine(stderr)}`;
+    throw new HelmError(
+      `${what} ${reason}`,
+      {
+        command: ['helm', ...r.args].join(' '),
+        exitCode: result.exitCode,
+        stderr,
+        failure,
+        ...(r.release === undefined ? {} : { release: r.release }),
+        ...(r.namespace === undefined ? {} : { namespace: r.namespace }),
+        ...(r.chart === undefined ? {} : { chart: r.chart }),
+      },
+      result.spawnError === undefined
+        ? {}
+        : { hint: `check that ${options.binary} is helm v4 (MOORING_HELM, PATH)` },
+    );
+  }
+
+  /** Like run, but helm's "release: not found" is an answer (undefined), not an error. */
+  async function runUnlessNotFound(r: Run): Promise<string | undefined> {
+    try {
+      return await run(r);
+    } catch (err) {
+      if (err instanceof HelmError && err.failure === 'not-found') return undefined;
+      throw err;
+    }
   }
 
   function chartArgs(source: ChartSource): string[] {
@@ -461,8 +480,7 @@ export function createHelm(options: HelmOptions): Helm {
         namespace: input.namespace,
         chart: input.chart,
       });
-      if (out === 'not-found') throw new Error('unreachable: upgrade does not allow not-found');
-      return parseRelease(out.stdout, input.release, input.namespace);
+      return parseRelease(out, input.release, input.namespace);
     },
 
     async template(input) {
@@ -491,8 +509,7 @@ export function createHelm(options: HelmOptions): Helm {
         namespace: input.namespace,
         chart: input.chart,
       });
-      if (out === 'not-found') throw new Error('unreachable: template does not allow not-found');
-      return out.stdout;
+      return out;
     },
 
     async rollback(release, namespace, opts) {
@@ -523,20 +540,19 @@ export function createHelm(options: HelmOptions): Helm {
         `${opts.timeoutSeconds}s`,
         `--wait=${opts.wait ? 'watcher' : 'hookOnly'}`,
       ];
-      const out = await run({
+      const out = await runUnlessNotFound({
         args,
         timeoutMs: opts.timeoutSeconds * 1000 + graceMs,
         ...optional('signal', opts.signal),
         what: 'uninstall',
         release,
         namespace,
-        allowNotFound: true,
       });
-      return out !== 'not-found';
+      return out !== undefined;
     },
 
     async status(release, namespace, opts = {}) {
-      const out = await run({
+      const out = await runUnlessNotFound({
         // `helm status` in helm 4 also reads every live object of the release (Secrets
         // included); `get metadata` reads only the release record.
         args: ['get', 'metadata', release, ...clusterFlags(namespace), '--output', 'json'],
@@ -545,24 +561,20 @@ export function createHelm(options: HelmOptions): Helm {
         what: 'status',
         release,
         namespace,
-        allowNotFound: true,
       });
-      if (out === 'not-found') return undefined;
-      return parseMetadata(out.stdout, release, namespace);
+      return out === undefined ? undefined : parseMetadata(out, release, namespace);
     },
 
     async history(release, namespace, opts = {}) {
-      const out = await run({
+      const out = await runUnlessNotFound({
         args: ['history', release, ...clusterFlags(namespace), '--output', 'json'],
         timeoutMs: commandTimeoutMs,
         ...optional('signal', opts.signal),
         what: 'history',
         release,
         namespace,
-        allowNotFound: true,
       });
-      if (out === 'not-found') return [];
-      return parseHistory(out.stdout, release);
+      return out === undefined ? [] : parseHistory(out, release);
     },
 
     async list(opts = {}) {
@@ -588,23 +600,21 @@ export function createHelm(options: HelmOptions): Helm {
         ...optional('signal', opts.signal),
         what: 'list',
       });
-      if (out === 'not-found') return [];
-      return parseList(out.stdout);
+      return parseList(out);
     },
 
     async manifest(release, namespace, opts = {}) {
       const args = ['get', 'manifest', release, ...clusterFlags(namespace)];
       if (opts.revision !== undefined) args.push('--revision', String(opts.revision));
-      const out = await run({
+      const out = await runUnlessNotFound({
         args,
         timeoutMs: commandTimeoutMs,
         ...optional('signal', opts.signal),
         what: 'get manifest',
         release,
         namespace,
-        allowNotFound: true,
       });
-      return out === 'not-found' ? undefined : out.stdout;
+      return out;
     },
   };
 }

@@ -236,6 +236,18 @@ describe('helm errors', () => {
     expect(err.stderr).toContain('Invalid value: "[redacted]" ([redacted])');
   });
 
+  it('say when helm could not be started at all', async () => {
+    const helm = createHelm({ binary: '/nonexistent/bin/helm' });
+
+    const err = (await helm.status('web', 'web').catch((e: unknown) => e)) as HelmError;
+
+    expect(err).toBeInstanceOf(HelmError);
+    expect(err.message).toBe(
+      'helm status of release web in namespace web could not be started: spawn /nonexistent/bin/helm ENOENT',
+    );
+    expect(err.hint).toMatch(/MOORING_HELM/);
+  });
+
   it('say when helm ran out of time', async () => {
     const { exec } = fakeExec({ exitCode: undefined, timedOut: true });
     const helm = createHelm({ binary: 'helm', exec, graceSeconds: 0 });
