@@ -196,6 +196,37 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
   };
 }
 
+/**
+ * Every MooringRelease the caller may read, in one namespace or all of them: what
+ * `mooring status` shows for a cluster, whichever namespace its agent runs in.
+ */
+export async function readReleaseStatuses(
+  customObjects: CustomObjectsApi,
+  namespace?: string,
+): Promise<(ReleaseStatusRecord & { objectNamespace: string })[]> {
+  const common = {
+    group: MOORING_GROUP,
+    version: MOORING_VERSION,
+    plural: MOORING_KINDS.MooringRelease.plural,
+  };
+  try {
+    const list = (
+      namespace === undefined
+        ? await customObjects.listClusterCustomObject(common)
+        : await customObjects.listNamespacedCustomObject({ ...common, namespace })
+    ) as { items?: MooringReleaseObject[] };
+    return (list.items ?? [])
+      .map((obj) => ({ ...toRecord(obj), objectNamespace: obj.metadata.namespace ?? '' }))
+      .sort((a, b) => a.objectNamespace.localeCompare(b.objectNamespace) || a.name.localeCompare(b.name));
+  } catch (err) {
+    throw storeError(
+      `cannot list MooringReleases${namespace === undefined ? '' : ` in namespace ${namespace}`}`,
+      undefined,
+      err,
+    );
+  }
+}
+
 function mergeStatus(
   previous: Record<string, unknown>,
   patch: ReleaseStatusPatch,

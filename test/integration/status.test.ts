@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureCrds, loadCrds } from '../../src/observe/crds.js';
 import { createEventRecorder } from '../../src/observe/events.js';
-import { createStatusStore, type StatusStore } from '../../src/observe/status.js';
+import { createStatusStore, readReleaseStatuses, type StatusStore } from '../../src/observe/status.js';
 import {
   createKubeClients,
   loadKubeConfig,
@@ -221,6 +221,13 @@ describe('MooringRelease status', () => {
     await store.remove('cache');
     await store.remove('cache');
     expect((await store.list()).map((r) => r.name)).toEqual(['web']);
+  });
+
+  it('can be read across namespaces, for `mooring status`', async () => {
+    const all = await readReleaseStatuses(clients.customObjects);
+    expect(all.filter((r) => r.objectNamespace === ns).map((r) => [r.name, r.cluster, r.state])).toEqual([
+      ['web', 'eu-1', 'drifted'],
+    ]);
   });
 
   it('shortens an overlong error so the write is not refused', async () => {
