@@ -5,6 +5,7 @@ import { EXIT, type ExitCode } from './exit-codes.js';
 import { registerExplain } from './explain.js';
 import { processIo, type Io } from './output.js';
 import { registerPlan } from './plan.js';
+import { registerRun } from './run.js';
 import { registerValidate } from './validate.js';
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
@@ -17,6 +18,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  registerRun(program, io, done);
   registerPlan(program, io, done);
   registerExplain(program, io, done);
   registerValidate(program, io, done);

@@ -1,0 +1,387 @@
+// `mooring run`: builds the agent from its configuration and runs it, as a loop behind a
+// leader lease, or `--once` for one full pass with a documented exit code.
+import type { Command } from 'commander';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { pino, type Logger } from 'pino';
+import { Agent, passExitCode, type PassResult, type Source } from '../agent/agent.js';
+import { AGENT_SETTINGS, loadAgentConfig, redactUrl, type AgentConfig } from '../agent/config.js';
+import { createHelm } from '../converge/helm.js';
+import { describeError, MooringError } from '../errors.js';
+import { createKubeClients, isNotFound, loadKubeConfig, type KubeClients } from '../kube/client.js';
+import { createLeaderElector } from '../kube/lease.js';
+import { ensureCrds } from '../observe/crds.js';
+import { createEventRecorder } from '../observe/events.js';
+import { createMetrics } from '../observe/metrics.js';
+import { startServer } from '../observe/server.js';
+import { createStatusStore } from '../observe/status.js';
+import { secretDigestKey } from '../plan/digest.js';
+import { loadAgeIdentities } from '../resolve/age-key.js';
+import { decryptSops } from '../resolve/sops.js';
+import { GitSource } from '../source/git-source.js';
+import { verifyWebhook } from '../source/webhook.js';
+import { findHelm } from './common.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
+import type { Io } from './output.js';
+
+/** Seconds in-flight helm processes get to finish after SIGTERM before they are stopped. */
+const SHUTDOWN_GRACE_SECONDS = 25;
+
+export interface RunHooks {
+  /** Stops the agent (tests; the CLI wires SIGTERM/SIGINT to it). */
+  signal?: AbortSignal;
+  /** Called once the HTTP server listens, with its address. */
+  onListening?: (address: string) => void;
+  onPass?: (result: PassResult) => void;
+  logger?: Logger;
+}
+
+/** Exposes the pieces of an agent, for `mooring run` and for tests that drive passes. */
+export async function buildAgent(
+  config: AgentConfig,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+  helmSignal?: AbortSignal,
+) {
+  const kubeConfig = loadKubeConfig({ ...(config.context ? { context: config.context } : {}), env });
+  const clients: KubeClients = createKubeClients(kubeConfig);
+  await ensureNamespace(clients, config.namespace, log);
+  await ensureCrds(clients);
+
+  const metrics = createMetrics();
+  const identities = await loadAgeIdentities({
+    env,
+    ...(config.ageKeyFile ? { ageKeyFile: config.ageKeyFile } : {}),
+  });
+  const helm = createHelm({
+    binary: findHelm(env),
+    ...(env.KUBECONFIG ? { kubeconfig: env.KUBECONFIG.split(':')[0]! } : {}),
+    ...(config.context ? { kubeContext: config.context } : {}),
+    onSpawn: (args) => metrics.helmSpawned(args),
+    ...(helmSignal ? { signal: helmSignal } : {}),
+  });
+  mkdirSync(config.workDir, { recursive: true });
+  const git = new GitSource({
+    url: config.repo,
+    branch: config.branch,
+    workDir: config.workDir,
+    ...(config.gitUsernameFile ? { usernameFile: config.gitUsernameFile } : {}),
+    ...(config.gitPasswordFile ? { passwordFile: config.gitPasswordFile } : {}),
+    ...(config.gitCaFile ? { caFile: config.gitCaFile } : {}),
+    log: log.child({ component: 'source' }),
+  });
+  // An approved (older) revision stays on disk while it is used; the previous one is let go.
+  let held: { release(): void } | undefined;
+  const source: Source = {
+    sync: async () => {
+      const { snapshot, changed } = await git.sync();
+      metrics.gitPolled(changed);
+      if (changed) metrics.gitFetched();
+      return snapshot;
+    },
+    checkoutRevision: async (revision) => {
+      const hold = await git.checkoutRevision(revision);
+      held?.release();
+      held = hold;
+      return { revision: hold.revision, dir: hold.dir };
+    },
+  };
+  const status = createStatusStore({
+    customObjects: clients.customObjects,
+    namespace: config.namespace,
+    cluster: config.cluster,
+  });
+  const events = createEventRecorder({
+    core: clients.core,
+    customObjects: clients.customObjects,
+    namespace: config.namespace,
+    instance: config.identity,
+    onError: (err) => log.warn({ err: err.message }, 'could not record an event'),
+  });
+  const agentRef = {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    name: leaseName(config),
+    namespace: config.namespace,
+  };
+  const agent = new Agent({
+    config,
+    source,
+    helm,
+    core: clients.core,
+    records: {
+      list: () => status.list(),
+      update: async (name, patch) => {
+        await status.update(name, patch);
+      },
+      remove: (name) => status.remove(name),
+    },
+    events,
+    clusterEvents: events.forObject(agentRef),
+    planDeps: {
+      decrypt: (text, file) => decryptSops(text, file, identities),
+      digestKey: secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex'))),
+    },
+    metrics,
+    log,
+  });
+  return { agent, clients, metrics, status, events, git, helm };
+}
+
+/** The agent's own namespace: the chart creates it; a bare `mooring run` creates it too. */
+async function ensureNamespace(clients: KubeClients, namespace: string, log: Logger): Promise<void> {
+  try {
+    await clients.core.readNamespace({ name: namespace });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await clients.core.createNamespace({
+      body: { metadata: { name: namespace, labels: { 'app.kubernetes.io/managed-by': 'mooring' } } },
+    });
+    log.info({ namespace }, 'created the agent namespace');
+  }
+}
+
+export function leaseName(config: AgentConfig): string {
+  return `mooring-${config.cluster}`;
+}
+
+function readSecretFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new MooringError(
+      `cannot read the webhook secret: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { file: path },
+    );
+  }
+}
+
+export async function runAgent(
+  config: AgentConfig,
+  env: NodeJS.ProcessEnv,
+  hooks: RunHooks = {},
+): Promise<ExitCode> {
+  const log =
+    hooks.logger ??
+    pino({
+      level: config.logLevel,
+      base: { cluster: config.cluster },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    });
+  log.info(
+    {
+      repo: redactUrl(config.repo),
+      branch: config.branch,
+      approval: config.approval,
+      drift: config.drift,
+      prune: config.prune,
+      once: config.once,
+    },
+    'mooring agent starting',
+  );
+
+  // Two signals: `stop` stops starting new work; `kill` stops helm processes in flight.
+  const stop = new AbortController();
+  const kill = new AbortController();
+  hooks.signal?.addEventListener('abort', () => stop.abort(), { once: true });
+  stop.signal.addEventListener(
+    'abort',
+    () => {
+      log.info({ graceSeconds: SHUTDOWN_GRACE_SECONDS }, 'stopping: finishing work in flight');
+      setTimeout(() => kill.abort(), SHUTDOWN_GRACE_SECONDS * 1000).unref();
+    },
+    { once: true },
+  );
+
+  let built;
+  try {
+    built = await buildAgent(config, env, log, kill.signal);
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot start the agent');
+    return EXIT.cluster;
+  }
+  const { agent, clients, metrics } = built;
+  let electionError: string | undefined;
+  const elector = config.leaderElection
+    ? createLeaderElector({
+        coordination: clients.coordination,
+        namespace: config.namespace,
+        name: leaseName(config),
+        identity: config.identity,
+        onStartedLeading: () => {
+          metrics.setLeader(true);
+          log.info({ identity: config.identity }, 'became leader');
+        },
+        onStoppedLeading: () => {
+          metrics.setLeader(false);
+          log.warn({ identity: config.identity }, 'lost leadership');
+        },
+        onError: (err) => {
+          electionError = err.message;
+          log.warn({ err: err.message }, 'leader election');
+        },
+      })
+    : undefined;
+
+  if (config.once) {
+    if (elector && !(await waitForLease(elector, stop.signal, 30_000))) {
+      log.error(
+        { err: electionError },
+        electionError
+          ? 'cannot take the leader lease'
+          : 'another agent replica holds the lease; not running a pass',
+      );
+      return EXIT.cluster;
+    }
+    try {
+      const result = await agent.pass({ forceDrift: true, signal: stop.signal });
+      hooks.onPass?.(result);
+      log.info(summary(result), 'pass finished');
+      await built.events.flush();
+      return passExitCode(result) as ExitCode;
+    } finally {
+      await elector?.release();
+    }
+  }
+
+  const webhookSecret = config.webhookSecretFile;
+  const server = config.listen
+    ? await startServer(config.listen, {
+        health: () => agent.health(),
+        readiness: () => agent.readiness(),
+        metrics: () => metrics.render(),
+        ...(webhookSecret
+          ? {
+              verifyWebhook: (headers, body) => {
+                const verdict = verifyWebhook({ headers, body, secret: readSecretFile(webhookSecret) });
+                return verdict.ok ? undefined : verdict.reason;
+              },
+              onWebhook: () => agent.trigger(),
+            }
+          : {}),
+        log,
+      })
+    : undefined;
+  if (server) {
+    log.info({ address: server.address }, 'listening');
+    hooks.onListening?.(server.address);
+  }
+
+  try {
+    if (!elector) {
+      await agent.loop(stop.signal);
+    } else {
+      // Lead, then loop; on losing the lease, stop converging and go back to waiting.
+      const electing = elector.run(stop.signal);
+      while (!stop.signal.aborted) {
+        if (!(await waitForLease(elector, stop.signal))) break;
+        const lost = new AbortController();
+        const watch = setInterval(() => {
+          if (!elector.isLeader()) lost.abort();
+        }, 1000);
+        const both = AbortSignal.any([stop.signal, lost.signal]);
+        await agent.loop(both);
+        clearInterval(watch);
+      }
+      await electing;
+    }
+  } finally {
+    await server?.close();
+    await built.events.flush();
+    log.info({}, 'mooring agent stopped');
+  }
+  return EXIT.ok;
+}
+
+async function waitForLease(
+  elector: ReturnType<typeof createLeaderElector>,
+  signal: AbortSignal,
+  timeoutMs = Infinity,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!signal.aborted && Date.now() < deadline) {
+    if (elector.isLeader() || (await elector.tryAcquireOrRenew())) return true;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return false;
+}
+
+function summary(result: PassResult): object {
+  return {
+    outcome: result.outcome,
+    revision: result.revision,
+    ...(result.pending ? { pending: result.pending } : {}),
+    ...(result.error ? { error: result.error } : {}),
+    ...(result.drift ? { drift: result.drift } : {}),
+    ...(result.converge
+      ? {
+          releases: result.converge.releases.map((r) => ({
+            name: r.name,
+            action: r.action,
+            state: r.state,
+            ...(r.error ? { error: r.error } : {}),
+          })),
+        }
+      : {}),
+  };
+}
+
+export function registerRun(program: Command, io: Io, done: (code: ExitCode) => void): void {
+  const cmd = program
+    .command('run')
+    .description("run the agent: pull Git, converge this cluster's Helm releases, correct drift")
+    .addHelpText(
+      'after',
+      `\nEvery flag can also be set by an environment variable:\n${AGENT_SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.env}`).join('\n')}\n\nExit codes with --once: 0 converged, 1 a release failed or the revision is invalid, 3 waiting for approval, 4 Git unreachable, 5 Kubernetes unreachable.`,
+    );
+  cmd
+    .option('--repo <url>', 'Git repository (https)')
+    .option('--branch <name>', 'branch to track (default main)')
+    .option('--cluster <name>', 'this cluster: a folder under clusters/')
+    .option('--approval <mode>', 'auto or manual (default auto); cluster.yaml can only make it stricter')
+    .option('--drift <mode>', 'correct, warn or off (default correct)')
+    .option('--prune', 'uninstall releases that left Git (only those mooring installed)')
+    .option('--interval <duration>', 'time between polls (default 1m)')
+    .option('--drift-interval <duration>', 'time between drift checks (default 5m)')
+    .option('--once', 'one full pass, then exit with a status code')
+    .option('--git-username-file <file>', 'file holding the Git username')
+    .option('--git-password-file <file>', 'file holding the Git password or token')
+    .option('--git-ca-file <file>', 'PEM CA bundle for the Git server')
+    .option('--age-key-file <file>', 'age identities for SOPS files (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)')
+    .option('--namespace <ns>', "the agent's namespace (default $POD_NAMESPACE or mooring-system)")
+    .option('--work-dir <dir>', 'where snapshots are checked out (default /tmp/mooring)')
+    .option('--listen <addr>', 'address for /healthz, /readyz, /metrics, /hooks/git (default :8080)')
+    .option('--webhook-secret-file <file>', 'shared secret for POST /hooks/git')
+    .option('--concurrency <n>', 'releases converged at once (default 4)')
+    .option('--no-leader-election', 'do not take the Lease (only for a single replica)')
+    .option('--context <name>', 'kube context (default: in-cluster, or the current context of KUBECONFIG)')
+    .option('--identity <name>', 'this replica in the Lease (default $POD_NAME)')
+    .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
+    .action(async (flags: Record<string, unknown>) => {
+      // commander sets leaderElection: true by default because of --no-leader-election;
+      // only an explicit flag should beat MOORING_LEADER_ELECTION.
+      if (flags.leaderElection === true && !process.argv.includes('--leader-election'))
+        delete flags.leaderElection;
+      let config: AgentConfig;
+      try {
+        config = loadAgentConfig(flags, process.env);
+      } catch (err) {
+        io.err(`error: ${describeError(err)}`);
+        return done(EXIT.usage);
+      }
+      const controller = new AbortController();
+      let signals = 0;
+      const onSignal = () => {
+        signals++;
+        controller.abort();
+        if (signals > 1) process.exit(EXIT.failed);
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      try {
+        done(await runAgent(config, process.env, { signal: controller.signal }));
+      } finally {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+      }
+    });
+}
