@@ -4,7 +4,7 @@
 // converged and prints the status; then commits a values change and shows the agent pick it
 // up. Everything it starts is stopped at the end (Ctrl-C stops it early, cleanly).
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,6 @@ async function main() {
   ];
   info(`mooring ${args.slice(2).join(' ')}`);
   const agentLog = join(work, 'agent.log');
-  const { openSync } = await import('node:fs');
   const logFd = openSync(agentLog, 'w');
   const agent = spawn(process.execPath, args, {
     env: { ...process.env, KUBECONFIG: kubeconfig, MOORING_HELM: join(bin, 'helm') },
