@@ -46,10 +46,7 @@ function issuesToError(issues: Issue[], file: string): MooringError {
     });
   }
   const lines = issues.map((i) => `${i.field || '(top level)'}: ${i.message}`);
-  return new MooringError(`${issues.length} problems:\n  ${lines.join('\n  ')}`, {
-    file,
-    ...(first?.field ? { field: first.field } : {}),
-  });
+  return new MooringError(`${issues.length} problems:\n  ${lines.join('\n  ')}`, { file });
 }
 
 export function describe(value: unknown): string {
