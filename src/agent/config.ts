@@ -36,6 +36,9 @@ export interface AgentConfig {
   /** Identity of this replica, for the Lease (pod name in a cluster). */
   identity: string;
   logLevel: string;
+  /** File holding the notification webhook URL (a Secret: Slack's URL carries a token). */
+  notifyUrlFile?: string;
+  notifyFormat: 'slack' | 'json';
 }
 
 /** A flag: its name, the variable that can also set it, and how to read its text. */
@@ -81,6 +84,14 @@ const SETTINGS: Setting[] = [
     kind: 'enum',
     values: ['trace', 'debug', 'info', 'warn', 'error'],
   },
+  { flag: 'notify-url-file', env: 'MOORING_NOTIFY_URL_FILE', key: 'notifyUrlFile', kind: 'string' },
+  {
+    flag: 'notify-format',
+    env: 'MOORING_NOTIFY_FORMAT',
+    key: 'notifyFormat',
+    kind: 'enum',
+    values: ['slack', 'json'],
+  },
 ];
 
 export const AGENT_SETTINGS: readonly Readonly<Setting>[] = SETTINGS;
@@ -101,6 +112,7 @@ export function defaults(env: NodeJS.ProcessEnv): Omit<AgentConfig, 'repo' | 'cl
     leaderElection: true,
     identity: env.POD_NAME || env.HOSTNAME || `mooring-${process.pid}`,
     logLevel: 'info',
+    notifyFormat: 'slack',
   };
 }
 
