@@ -9,7 +9,10 @@
 //
 // Usage:
 //
-//	mooring-controlplane serve --dir DIR   run until SIGTERM; writes DIR/admin.kubeconfig
+//	mooring-controlplane serve --dir DIR [--exit-with-pid PID]
+//	                                       run until SIGTERM (or until PID is gone);
+//	                                       writes DIR/admin.kubeconfig, then DIR/state.json
+//	                                       once the API server is ready
 //	mooring-controlplane mint  --dir DIR --user NAME [--group G ...] --out FILE
 package main
 
@@ -33,9 +36,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
+	_ "unsafe" // for go:linkname, see kubeVersion
 
 	"go.etcd.io/etcd/server/v3/embed"
 	v1 "k8s.io/api/core/v1"
@@ -44,6 +51,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/cli"
+	"k8s.io/component-base/version"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	namespacecontroller "k8s.io/kubernetes/pkg/controller/namespace"
 
@@ -52,7 +60,47 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 )
 
+// The API server reports its version from these variables, which release builds set
+// with -ldflags -X. A plain `go build` leaves "v0.0.0-master", which kubectl cannot
+// parse and Helm charts that compare .Capabilities.KubeVersion misread, so main fills
+// them from the module version of k8s.io/kubernetes this binary was built from.
+//
+//go:linkname gitVersion k8s.io/component-base/version.gitVersion
+var gitVersion string
+
+//go:linkname gitMajor k8s.io/component-base/version.gitMajor
+var gitMajor string
+
+//go:linkname gitMinor k8s.io/component-base/version.gitMinor
+var gitMinor string
+
+//go:linkname gitTreeState k8s.io/component-base/version.gitTreeState
+var gitTreeState string
+
+func setKubeVersion() {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	for _, dep := range info.Deps {
+		if dep.Path != "k8s.io/kubernetes" {
+			continue
+		}
+		parts := strings.SplitN(strings.TrimPrefix(dep.Version, "v"), ".", 3)
+		if len(parts) < 2 {
+			return
+		}
+		gitVersion, gitMajor, gitMinor, gitTreeState = dep.Version, parts[0], parts[1], "clean"
+		// version.Get reads a copy taken at init; this replaces it (and checks the
+		// version against gitVersion, which is why that is set first).
+		if err := version.SetDynamicVersion(dep.Version); err != nil {
+			fmt.Fprintln(os.Stderr, "mooring-controlplane: cannot set the reported version:", err)
+		}
+	}
+}
+
 func main() {
+	setKubeVersion()
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: mooring-controlplane serve|mint --dir DIR ...")
 		os.Exit(2)
@@ -83,6 +131,7 @@ type state struct {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	dir := fs.String("dir", "", "state directory (certificates, etcd data, kubeconfig)")
+	exitWithPID := fs.Int("exit-with-pid", 0, "shut down when this process is gone (a test runner that crashed)")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		return errors.New("--dir is required")
@@ -104,6 +153,13 @@ func serve(args []string) error {
 	}
 	if err := writeServiceAccountKey(pki); err != nil {
 		return err
+	}
+
+	// A soft ceiling on the Go heap (etcd and the API server share it), so that a long
+	// test run makes the collector work harder instead of growing the process; idle use
+	// is well below it. GOMEMLIMIT in the environment wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(384 << 20)
 	}
 
 	etcdPort, err := freePort()
@@ -149,8 +205,31 @@ func serve(args []string) error {
 		"--profiling=false",
 		"--enable-priority-and-fairness=false",
 		"--cert-dir=" + filepath.Join(root, "apiserver-certs"),
+		// The only address is loopback, which the "kubernetes" Service's endpoints may not
+		// hold; without this the reconciler logs an error every 10s. Nothing here needs
+		// in-cluster access to the API through that Service.
+		"--endpoint-reconciler-type=none",
 		"--v=0",
 	})
+
+	// The namespace controller's watches are open requests that the API server waits up
+	// to a minute for when it shuts down; stop the controller first so that SIGTERM ends
+	// everything within a few seconds. cli.Run sees the same signal and shuts down.
+	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
+	defer stopCtrl()
+	stopping := make(chan os.Signal, 2)
+	signal.Notify(stopping, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-stopping
+		stopCtrl()
+		// A shutdown that hangs must still end: callers wait for this process to exit.
+		time.Sleep(30 * time.Second)
+		fmt.Fprintln(os.Stderr, "mooring-controlplane: shutdown took more than 30s, exiting")
+		os.Exit(1)
+	}()
+	if *exitWithPID > 0 {
+		go exitWith(*exitWithPID)
+	}
 
 	st := state{PID: os.Getpid(), Server: server, EtcdURL: fmt.Sprintf("http://127.0.0.1:%d", etcdPort), Kubeconfig: kubeconfig}
 	go func() {
@@ -158,7 +237,7 @@ func serve(args []string) error {
 			fmt.Fprintln(os.Stderr, "mooring-controlplane: API server never became ready:", err)
 			os.Exit(1)
 		}
-		if err := startNamespaceController(kubeconfig); err != nil {
+		if err := startNamespaceController(ctrlCtx, kubeconfig); err != nil {
 			fmt.Fprintln(os.Stderr, "mooring-controlplane: namespace controller:", err)
 			os.Exit(1)
 		}
@@ -193,6 +272,11 @@ func startEtcd(dataDir string, clientPort, peerPort int) (*embed.Etcd, error) {
 	cfg.LogLevel = "error"
 	// A throwaway test cluster: durability is not worth the fsync latency.
 	cfg.UnsafeNoFsync = true
+	// Keep memory and disk small: a test cluster holds little, and the raft log kept in
+	// memory between snapshots grows with the snapshot interval.
+	cfg.QuotaBackendBytes = 512 << 20
+	cfg.SnapshotCount = 5000
+	cfg.SnapshotCatchUpEntries = 1000
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, err
@@ -206,7 +290,20 @@ func startEtcd(dataDir string, clientPort, peerPort int) (*embed.Etcd, error) {
 	}
 }
 
-func startNamespaceController(kubeconfig string) error {
+// exitWith sends this process SIGTERM once process pid is gone, so that a test run
+// killed before its teardown does not leave a control plane behind.
+func exitWith(pid int) {
+	for {
+		time.Sleep(time.Second)
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(os.Stderr, "mooring-controlplane: process %d is gone, shutting down\n", pid)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			return
+		}
+	}
+}
+
+func startNamespaceController(ctx context.Context, kubeconfig string) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -221,7 +318,6 @@ func startNamespaceController(kubeconfig string) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	ctrl := namespacecontroller.NewNamespaceController(ctx, client, meta,
 		client.Discovery().ServerPreferredNamespacedResources,
