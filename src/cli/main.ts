@@ -6,6 +6,7 @@ import { registerExplain } from './explain.js';
 import { processIo, type Io } from './output.js';
 import { registerPlan } from './plan.js';
 import { registerRun } from './run.js';
+import { registerStatus } from './status.js';
 import { registerValidate } from './validate.js';
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
@@ -22,6 +23,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   registerPlan(program, io, done);
   registerExplain(program, io, done);
   registerValidate(program, io, done);
+  registerStatus(program, io, done);
   program.commands.forEach((c) => c.exitOverride());
 
   try {
