@@ -133,6 +133,30 @@ export class RawObjectApi extends KubernetesObjectApi {
     return this.requestPromise<AnyObject>(request, RAW);
   }
 
+  /** GET of one object as the server's JSON; undefined when it (or its namespace) does not exist. */
+  async readRaw(object: KubernetesObject): Promise<AnyObject | undefined> {
+    // specUriPath fills in defaults on the object it is given; keep the caller's intact.
+    const path = await this.specUriPath(structuredClone(object), 'read');
+    const request = this.configuration.baseServer.makeRequestContext(path, HttpMethod.GET);
+    request.setHeaderParam('Accept', 'application/json');
+    try {
+      return await this.requestPromise<AnyObject>(request, RAW);
+    } catch (err) {
+      if (apiStatusCode(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Whether the API server serves `kind` as a namespaced resource; undefined when it does not serve it. */
+  async isNamespaced(apiVersion: string, kind: string): Promise<boolean | undefined> {
+    try {
+      return (await this.resource(apiVersion, kind))?.namespaced;
+    } catch (err) {
+      if (apiStatusCode(err) === 404) return undefined;
+      throw err;
+    }
+  }
+
   protected override async processResponse<T extends KubernetesObject>(
     response: ResponseContext,
     type?: string,
