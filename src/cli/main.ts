@@ -1,6 +1,7 @@
 // The mooring command line: parses arguments and dispatches to one module per command.
 import { Command, CommanderError } from 'commander';
 import { MooringError, MooringErrors } from '../errors.js';
+import { registerApprove } from './approve.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { registerExplain } from './explain.js';
 import { processIo, type Io } from './output.js';
@@ -24,6 +25,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   registerExplain(program, io, done);
   registerValidate(program, io, done);
   registerStatus(program, io, done);
+  registerApprove(program, io, done);
   program.commands.forEach((c) => c.exitOverride());
 
   try {

@@ -1,10 +1,15 @@
 // `mooring plan --repo DIR --cluster C`: what cluster C should run, offline: releases,
-// merged values (secrets masked) and rendered manifests (secrets redacted).
+// merged values (secrets masked) and rendered manifests (secrets redacted). With
+// `--context`, also what applying it would change there: per release the action, the values
+// diff against what helm deployed and the manifest diff against the live objects.
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
+import { liveDiff, type LiveDiff } from '../gate/live-cluster.js';
+import { createKubeClients, loadKubeConfig } from '../kube/client.js';
 import { planCluster, type ClusterPlan } from '../plan/cluster-plan.js';
-import { helmFromEnv, loadKeys, type CommonOptions, outputOption } from './common.js';
+import { printReleaseChanges } from './approve.js';
+import { helmFromEnv, loadKeys, type CommonOptions, type Keys, outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, table, type Io } from './output.js';
 
@@ -13,25 +18,56 @@ export interface PlanOptions extends CommonOptions {
   cluster: string;
   render: boolean;
   context?: string;
+  kubeconfig?: string;
+  /** The agent's namespace, where its MooringRelease records are (with --context). */
+  namespace?: string;
 }
 
-export async function computePlan(opts: PlanOptions): Promise<ClusterPlan> {
-  const keys = await loadKeys(opts);
+/** `rawManifests` receives each release's unredacted render (in memory only, for the live diff). */
+export async function computePlan(
+  opts: PlanOptions,
+  rawManifests?: Map<string, string>,
+  keys?: Keys,
+): Promise<ClusterPlan> {
+  keys ??= await loadKeys(opts);
   const helm = opts.render ? helmFromEnv() : undefined;
   return planCluster(opts.repo, opts.cluster, {
     ...keys.planDeps,
     ...(helm
       ? {
-          render: (resolved, chart) =>
-            helm.template({
+          render: async (resolved, chart) => {
+            const raw = await helm.template({
               ...chart,
               release: resolved.release.name,
               namespace: resolved.release.namespace,
               values: resolved.merge.userValues,
               redact: resolved.secretStrings,
-            }),
+            });
+            rawManifests?.set(resolved.release.name, raw);
+            return raw;
+          },
         }
       : {}),
+  });
+}
+
+/** What applying `plan` would change in the cluster of `opts.context`. */
+async function diffAgainstLive(
+  opts: PlanOptions,
+  plan: ClusterPlan,
+  rawManifests: Map<string, string>,
+  digestKey: Buffer,
+): Promise<LiveDiff> {
+  const kubeConfig = loadKubeConfig({
+    ...(opts.context ? { context: opts.context } : {}),
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+  });
+  return liveDiff(plan, {
+    clients: createKubeClients(kubeConfig),
+    namespace: opts.namespace ?? 'mooring-system',
+    digestKey,
+    ...(opts.render ? { rawManifests } : {}),
+    where: `context ${kubeConfig.getCurrentContext()}`,
   });
 }
 
@@ -95,10 +131,49 @@ export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
 }
 
 export async function plan(opts: PlanOptions, io: Io): Promise<ExitCode> {
-  const result = await computePlan(opts);
-  if (opts.output === 'json') io.out(json(planToJson(result)));
-  else printPlan(result, io);
+  const keys = await loadKeys(opts);
+  const raw = new Map<string, string>();
+  const result = await computePlan(opts, raw, keys);
+  let live: LiveDiff | undefined;
+  if (opts.context !== undefined) {
+    try {
+      live = await diffAgainstLive(opts, result, raw, keys.planDeps.digestKey);
+    } catch (err) {
+      io.err(`error: ${describeError(err)}`);
+      return EXIT.cluster;
+    }
+  }
+  if (opts.output === 'json') {
+    io.out(json({ ...(planToJson(result) as object), ...(live ? { live: liveToJson(live) } : {}) }));
+  } else {
+    printPlan(result, io);
+    if (live) {
+      io.out(
+        `\n${paint(io, 'bold', `# against context ${opts.context}`)}: what applying this plan would change`,
+      );
+      printReleaseChanges(live.releases, io);
+      for (const note of live.notes) io.out(`${paint(io, 'yellow', 'note')}: ${note}`);
+    }
+  }
   return result.releases.some((r) => r.error) ? EXIT.failed : EXIT.ok;
+}
+
+function liveToJson(live: LiveDiff): unknown {
+  return {
+    releases: live.releases.map((r) => ({
+      name: r.name,
+      namespace: r.namespace,
+      action: r.action,
+      reason: r.reason,
+      ...(r.desiredDigest ? { desiredDigest: r.desiredDigest } : {}),
+      ...(r.deployedDigest ? { deployedDigest: r.deployedDigest } : {}),
+      ...(r.helmRevision !== undefined ? { helmRevision: r.helmRevision } : {}),
+      valuesDiff: r.valuesDiff,
+      manifestDiff: r.manifestDiff,
+      notes: r.notes,
+    })),
+    notes: live.notes,
+  };
 }
 
 export function registerPlan(program: Command, io: Io, done: (code: ExitCode) => void): void {
@@ -108,6 +183,12 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
     .requiredOption('--cluster <name>', 'the cluster (a folder under clusters/)')
     .option('--context <name>', 'a kube context: also diff against what is live')
+    .option('--kubeconfig <file>', 'kubeconfig file for --context (default: KUBECONFIG, then ~/.kube/config)')
+    .option(
+      '-n, --namespace <name>',
+      "the agent's namespace, for mooring's release records",
+      'mooring-system',
+    )
     .option('--no-render', 'skip rendering manifests with helm template')
     .option(
       '--age-key-file <file>',

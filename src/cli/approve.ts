@@ -1,0 +1,296 @@
+// `mooring approve --context CTX [--revision SHA] [--yes]`: shows the plan a manual cluster
+// is waiting on (the agent's MooringPlan: actions, values and manifest diffs, digest), asks
+// for confirmation, and records an Approval naming that exact revision and plan digest.
+// The approver is whoever the API server says we are (SelfSubjectReview), and RBAC on
+// approvals.mooring.io decides whether we may approve at all.
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { MooringError } from '../errors.js';
+import { createApprovalStore, type Approval } from '../gate/approvals.js';
+import { createPlanStore, type PlanRelease, type StoredPlan } from '../gate/plans.js';
+import {
+  apiErrorMessage,
+  createKubeClients,
+  isForbidden,
+  loadKubeConfig,
+  whoAmI,
+  type Identity,
+  type KubeClients,
+} from '../kube/client.js';
+import { outputOption } from './common.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
+import { json, paint, table, type Io, type OutputFormat } from './output.js';
+
+export interface ApproveOptions {
+  context: string;
+  kubeconfig?: string;
+  /** The agent's namespace, where its plans and approvals live. */
+  namespace: string;
+  cluster?: string;
+  /** A full sha, or a prefix of at least 7 characters. */
+  revision?: string;
+  yes?: boolean;
+  comment?: string;
+  output?: OutputFormat;
+}
+
+/** Asking the person at the terminal. */
+export interface Prompt {
+  /** Whether there is someone to ask (stdin is a terminal). */
+  interactive: boolean;
+  confirm(question: string): Promise<boolean>;
+}
+
+export function stdinPrompt(): Prompt {
+  return {
+    interactive: Boolean(process.stdin.isTTY),
+    async confirm(question) {
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return /^(y|yes)$/i.test((await rl.question(question)).trim());
+      } finally {
+        rl.close();
+      }
+    },
+  };
+}
+
+export interface ApproveDeps {
+  prompt?: Prompt;
+  clients?: Pick<KubeClients, 'customObjects' | 'authentication'>;
+  now?: () => number;
+}
+
+export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = {}): Promise<ExitCode> {
+  const asJson = opts.output === 'json';
+  const fail = (code: ExitCode, message: string, hint?: string): ExitCode => {
+    if (asJson) io.out(json({ approved: false, error: { message, ...(hint ? { hint } : {}) } }));
+    io.err(`error: ${message}${hint ? ` (${hint})` : ''}`);
+    return code;
+  };
+  if (opts.revision !== undefined && !/^[0-9a-f]{7,40}$/.test(opts.revision)) {
+    return fail(
+      EXIT.usage,
+      `--revision must be a commit sha (at least 7 hex characters), found ${opts.revision}`,
+    );
+  }
+  const clients =
+    deps.clients ??
+    createKubeClients(
+      loadKubeConfig({ context: opts.context, ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) }),
+    );
+  const plans = createPlanStore({ customObjects: clients.customObjects, namespace: opts.namespace });
+  const where = `namespace ${opts.namespace} of context ${opts.context}`;
+
+  let all: StoredPlan[];
+  try {
+    all = await plans.list(opts.cluster);
+  } catch (err) {
+    return fail(EXIT.cluster, describeApiFailure(err, `cannot read the plans in ${where}`));
+  }
+  const matching = all.filter((p) => !opts.revision || p.status.revision.startsWith(opts.revision));
+  const pending = matching.filter((p) => p.status.phase === 'pending');
+  if (pending.length === 0) {
+    const other = matching[0];
+    if (opts.revision && other) {
+      return fail(
+        EXIT.failed,
+        `the plan of revision ${other.status.shortRevision} for cluster ${other.status.cluster} is ${other.status.phase}, not waiting for approval`,
+      );
+    }
+    return fail(
+      EXIT.failed,
+      `no plan is waiting for approval in ${where}${opts.cluster ? ` for cluster ${opts.cluster}` : ''}${opts.revision ? ` at revision ${opts.revision}` : ''}`,
+      'plans appear when an agent in manual mode sees a revision that changes something',
+    );
+  }
+  const clusters = [...new Set(pending.map((p) => p.status.cluster))].sort();
+  if (clusters.length > 1) {
+    return fail(
+      EXIT.usage,
+      `plans of several clusters wait in ${where}: ${clusters.join(', ')}`,
+      'choose one with --cluster',
+    );
+  }
+  const revisions = [...new Set(pending.map((p) => p.status.revision))];
+  if (revisions.length > 1 && opts.revision) {
+    return fail(EXIT.usage, `--revision ${opts.revision} matches several plans: ${revisions.join(', ')}`);
+  }
+  // Normally one plan waits per cluster (a new revision replaces the pending one).
+  const plan = pending[0]!;
+
+  if (!asJson) printPlan(plan, io);
+
+  let me: Identity;
+  try {
+    me = await whoAmI(clients);
+  } catch (err) {
+    return fail(EXIT.cluster, describeApiFailure(err, 'cannot ask the API server who you are'));
+  }
+
+  if (!opts.yes) {
+    const prompt = deps.prompt ?? stdinPrompt();
+    if (!prompt.interactive) {
+      return fail(
+        EXIT.usage,
+        'refusing to approve without confirmation: stdin is not a terminal',
+        'review the plan, then pass --yes to approve non-interactively',
+      );
+    }
+    const ok = await prompt.confirm(
+      `\nApprove revision ${plan.status.shortRevision} for cluster ${plan.status.cluster} as ${me.username}? [y/N] `,
+    );
+    if (!ok) {
+      io.err('not approved');
+      return EXIT.failed;
+    }
+    // The agent may have replaced the plan while it was being read.
+    const fresh = await plans.get(plan.name).catch(() => undefined);
+    if (fresh?.status.digest !== plan.status.digest || fresh.status.phase !== 'pending') {
+      return fail(
+        EXIT.failed,
+        `the plan of cluster ${plan.status.cluster} changed while you reviewed it; nothing was approved`,
+        'run mooring approve again to review the current plan',
+      );
+    }
+  }
+
+  const now = deps.now ?? Date.now;
+  let approval: Approval;
+  try {
+    approval = await createApprovalStore({
+      customObjects: clients.customObjects,
+      namespace: opts.namespace,
+    }).create({
+      cluster: plan.status.cluster,
+      revision: plan.status.revision,
+      planDigest: plan.status.digest,
+      approvedBy: {
+        username: me.username,
+        ...(me.uid ? { uid: me.uid } : {}),
+        groups: me.groups,
+      },
+      approvedAt: new Date(now()).toISOString(),
+      ...(opts.comment ? { comment: opts.comment } : {}),
+    });
+  } catch (err) {
+    return fail(
+      EXIT.cluster,
+      describeApiFailure(err, `${me.username} may not approve in ${where}`),
+      isForbidden(err)
+        ? 'approving needs create on approvals.mooring.io in the agent namespace (see docs/approvals.md)'
+        : undefined,
+    );
+  }
+
+  if (asJson) {
+    io.out(json({ approved: true, approval: approvalJson(approval), plan: plan.status }));
+  } else {
+    io.out(
+      `${paint(io, 'green', 'approved')}: revision ${plan.status.shortRevision} of cluster ${plan.status.cluster} ` +
+        `(plan ${plan.status.digest}) by ${me.username}, as Approval ${approval.namespace}/${approval.name}`,
+    );
+    io.out('the agent applies it on its next pass: kubectl get mplan,approvals -n ' + opts.namespace);
+  }
+  return EXIT.ok;
+}
+
+function approvalJson(a: Approval): unknown {
+  return { name: a.name, namespace: a.namespace, ...a.spec };
+}
+
+function describeApiFailure(err: unknown, what: string): string {
+  return `${what}: ${err instanceof MooringError ? err.describe() : apiErrorMessage(err)}`;
+}
+
+/** A pending plan for people: header, one line per release, then the diffs. */
+export function printPlan(plan: StoredPlan, io: Io): void {
+  const s = plan.status;
+  io.out(
+    `${paint(io, 'bold', `cluster ${s.cluster}`)}  revision ${s.revision.slice(0, 12)}  plan ${s.digest}`,
+  );
+  io.out(`${s.phase}${s.reason ? `: ${s.reason}` : ''}`);
+  io.out('');
+  printReleaseChanges(s.releases, io);
+}
+
+/** Shape shared by a MooringPlan's releases and `mooring plan --context`. */
+export type ReleaseChangeView = Pick<
+  PlanRelease,
+  | 'name'
+  | 'namespace'
+  | 'action'
+  | 'reason'
+  | 'helmRevision'
+  | 'valuesDiff'
+  | 'manifestDiff'
+  | 'notes'
+  | 'truncated'
+>;
+
+const ACTION_COLOUR = {
+  install: 'green',
+  upgrade: 'yellow',
+  uninstall: 'red',
+  none: 'dim',
+  error: 'red',
+} as const;
+
+export function printReleaseChanges(releases: ReleaseChangeView[], io: Io): void {
+  io.out(
+    table(
+      ['RELEASE', 'NAMESPACE', 'ACTION', 'HELM REV', 'WHY'],
+      releases.map((r) => [
+        r.name,
+        r.namespace,
+        paint(io, ACTION_COLOUR[r.action], r.action),
+        r.helmRevision === undefined ? '-' : String(r.helmRevision),
+        r.reason ?? '',
+      ]),
+    ),
+  );
+  for (const r of releases) {
+    if (r.valuesDiff) {
+      io.out(
+        `\n${paint(io, 'bold', `# ${r.name}: values`)} (deployed -> desired; secrets shown as <secret:hash>)`,
+      );
+      io.out(colourDiff(r.valuesDiff, io));
+    }
+    if (r.manifestDiff) {
+      io.out(`\n${paint(io, 'bold', `# ${r.name}: manifests`)} (live -> desired, server-side dry run)`);
+      io.out(colourDiff(r.manifestDiff, io));
+    }
+    for (const note of r.notes ?? []) io.out(`${paint(io, 'yellow', 'note')}: ${r.name}: ${note}`);
+    if (r.truncated)
+      io.out(`${paint(io, 'yellow', 'note')}: ${r.name}: diffs were shortened to fit the plan object`);
+  }
+}
+
+function colourDiff(diff: string, io: Io): string {
+  return diff
+    .trimEnd()
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('+++') || line.startsWith('---')) return paint(io, 'bold', line);
+      if (line.startsWith('+')) return paint(io, 'green', line);
+      if (line.startsWith('-')) return paint(io, 'red', line);
+      if (line.startsWith('@@')) return paint(io, 'blue', line);
+      return line;
+    })
+    .join('\n');
+}
+
+export function registerApprove(program: Command, io: Io, done: (code: ExitCode) => void): void {
+  program
+    .command('approve')
+    .description('show the plan a manual cluster waits on, and approve it')
+    .requiredOption('--context <name>', 'the kube context of the cluster')
+    .option('--revision <sha>', 'approve the plan of this revision (a full sha or a prefix of 7 or more)')
+    .option('--cluster <name>', 'the cluster, when plans of several wait in the namespace')
+    .option('-n, --namespace <name>', "the agent's namespace", 'mooring-system')
+    .option('--kubeconfig <file>', 'kubeconfig file (default: KUBECONFIG, then ~/.kube/config)')
+    .option('-y, --yes', 'approve without asking for confirmation')
+    .option('--comment <text>', 'a note recorded in the Approval')
+    .addOption(outputOption())
+    .action(async (opts: ApproveOptions) => done(await approve(opts, io)));
+}

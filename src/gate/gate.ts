@@ -1,0 +1,358 @@
+// The approval gate of a manual cluster. Each pass it answers one question: may anything be
+// applied now, and if so, exactly what?
+//
+//   1. Unused Approvals for this cluster, newest first: the plan of the approved revision
+//      (checked out exactly, even when the branch has moved on) is recomputed against the
+//      live releases. Same digest as approved: apply that revision; the approval is marked
+//      used before anything runs, and older unused approvals are superseded. Different
+//      digest: the approval is rejected, saying why, and a new one is needed.
+//   2. Otherwise the head revision's plan: with nothing to change it passes (a manual
+//      cluster still converges a revision that changes nothing); with changes it is
+//      published as a pending MooringPlan (diffs, Event, metric) and nothing is applied.
+//
+// A plan's digest covers the revision and each release's action and digests (live-diff.ts),
+// so "the same plan" means the same revision applied to the same live releases.
+import { describeError } from '../errors.js';
+import type { Gate, Snapshot } from '../agent/agent.js';
+import type { ChartSource } from '../converge/helm.js';
+import type { RecordPatch, ReleaseRecord } from '../converge/converger.js';
+import type { KubeClients } from '../kube/client.js';
+import type { ObjectRef } from '../observe/events.js';
+import { MOORING_API_VERSION, MOORING_KINDS } from '../observe/crds.js';
+import { chartSource, type ClusterPlan } from '../plan/cluster-plan.js';
+import {
+  CHANGING_ACTIONS,
+  diffReleases,
+  observeLive,
+  planChanges,
+  type LivePlan,
+  type LiveSource,
+  type LiveState,
+} from '../plan/live-diff.js';
+import type { ResolvedRelease } from '../resolve/resolve.js';
+import { createApprovalStore, isUnused, type Approval, type ApprovalStore } from './approvals.js';
+import { createLiveCluster } from './live-cluster.js';
+import { createPlanStore, planName, planStatus, type PlanStore } from './plans.js';
+
+export interface GateDeps {
+  /** This agent's cluster (approvals name it). */
+  cluster: string;
+  /** The agent's namespace: Approvals and MooringPlans live there. */
+  namespace: string;
+  /** The agent prunes releases that left Git (decides whether a plan uninstalls). */
+  prune: boolean;
+  /** The same records the converger keeps (MooringRelease status). */
+  records: {
+    list(): Promise<ReleaseRecord[]>;
+    update(name: string, patch: RecordPatch): Promise<unknown>;
+  };
+  /** Keys the hashes that stand in for secret values in diffs (PlanDeps.digestKey). */
+  digestKey: Buffer;
+  /** Kubernetes clients; the stores and live source below default to ones built from them. */
+  clients?: Pick<KubeClients, 'core' | 'customObjects' | 'objects'>;
+  approvals?: ApprovalStore;
+  plans?: PlanStore;
+  live?: LiveSource;
+  /** Renders a release's manifests (helm template); without it plans carry no manifest diff. */
+  render?(release: ResolvedRelease, chart: ChartSource): Promise<string>;
+  events?: {
+    record(regarding: ObjectRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+  };
+  metrics?: { setPendingApprovals(count: number): void };
+  now?: () => number;
+  log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+type Decision = Awaited<ReturnType<Gate['check']>>;
+
+export function createGate(deps: GateDeps): Gate {
+  const { cluster, namespace } = deps;
+  const needClients = () => {
+    if (!deps.clients) throw new Error('createGate needs clients, or approvals, plans and live');
+    return deps.clients;
+  };
+  const approvals =
+    deps.approvals ?? createApprovalStore({ customObjects: needClients().customObjects, namespace });
+  const plans = deps.plans ?? createPlanStore({ customObjects: needClients().customObjects, namespace });
+  const now = deps.now ?? Date.now;
+  const iso = () => new Date(now()).toISOString();
+  // The approval being applied: its checkout is kept on disk until the outcome is recorded.
+  let inFlight: { approval: Approval; snapshot: Snapshot } | undefined;
+
+  const live = (): LiveSource => deps.live ?? createLiveCluster(needClients());
+
+  const event = (ref: ObjectRef, type: 'Normal' | 'Warning', reason: string, message: string) =>
+    deps.events?.record(ref, type, reason, message).catch(() => undefined);
+  const approvalRef = (a: Approval): ObjectRef => ({
+    apiVersion: MOORING_API_VERSION,
+    kind: MOORING_KINDS.Approval.kind,
+    name: a.name,
+    namespace,
+    ...(a.uid ? { uid: a.uid } : {}),
+  });
+
+  function releaseHold(): void {
+    const snapshot = inFlight?.snapshot as Partial<{ release(): void }> | undefined;
+    snapshot?.release?.();
+    inFlight = undefined;
+  }
+
+  async function plan(
+    clusterPlan: ClusterPlan,
+    revision: string,
+    source: LiveSource,
+    records: ReleaseRecord[],
+  ): Promise<{ livePlan: LivePlan; state: LiveState }> {
+    const state = await observeLive(clusterPlan, records, source);
+    return { livePlan: planChanges(clusterPlan, state, { revision, prune: deps.prune }), state };
+  }
+
+  /** Step 1: the newest unused approval that still matches its plan, if any. */
+  async function approved(
+    input: Parameters<Gate['check']>[0],
+    source: LiveSource,
+    records: ReleaseRecord[],
+  ): Promise<{ decision?: Decision; rejections: string[] }> {
+    const rejections: string[] = [];
+    const candidates = (await approvals.list(cluster)).filter(isUnused);
+    for (const [i, approval] of candidates.entries()) {
+      const { revision, planDigest } = approval.spec;
+      const reject = async (why: string) => {
+        const message = `approval ${approval.name} (revision ${revision.slice(0, 7)}) cannot be applied: ${why}`;
+        rejections.push(message);
+        await approvals.finish(approval.name, {
+          result: 'rejected',
+          usedForRevision: revision,
+          message: why,
+        });
+        await event(approvalRef(approval), 'Warning', 'ApprovalRejected', message);
+        deps.log?.warn({ approval: approval.name, revision }, message);
+      };
+      if (!/^[0-9a-f]{40}$/.test(revision)) {
+        await reject('spec.revision is not a full commit sha');
+        continue;
+      }
+
+      let snapshot: Snapshot = input.head;
+      let clusterPlan = input.plan;
+      if (revision !== input.head.revision) {
+        try {
+          snapshot = await input.source.checkoutRevision(revision);
+          clusterPlan = await input.planFor(snapshot);
+        } catch (err) {
+          releaseSnapshot(snapshot, input.head);
+          await reject(`cannot check out and plan that revision: ${describeError(err)}`);
+          continue;
+        }
+      }
+      const { livePlan } = await plan(clusterPlan, revision, source, records);
+      if (livePlan.digest !== planDigest) {
+        releaseSnapshot(snapshot, input.head);
+        await reject(
+          `it approves plan ${planDigest}, but the plan of that revision is now ${livePlan.digest} ` +
+            '(the live releases or the revision changed since); review and approve the current plan',
+        );
+        continue;
+      }
+      const claimed = await approvals.claim(approval, iso());
+      if (!claimed) {
+        // Someone changed it since we listed it (another replica took it): look again next pass.
+        releaseSnapshot(snapshot, input.head);
+        continue;
+      }
+
+      for (const older of candidates.slice(i + 1)) {
+        await approvals.finish(older.name, {
+          result: 'superseded',
+          message: `approval ${approval.name} (revision ${revision.slice(0, 7)}) was applied instead`,
+        });
+        await event(
+          approvalRef(older),
+          'Normal',
+          'ApprovalSuperseded',
+          `not applied: the newer approval ${approval.name} was applied instead`,
+        );
+      }
+      await allowRetryNow(livePlan, records);
+      const by = approval.spec.approvedBy.username;
+      await plans.update(planName(cluster, revision), {
+        phase: 'approved',
+        approval: approval.name,
+        approvedBy: by,
+        reason: `approved by ${by}; applying`,
+      });
+      await event(
+        approvalRef(approval),
+        'Normal',
+        'Approved',
+        `${by} approved revision ${revision.slice(0, 7)} (plan ${planDigest}); applying ${livePlan.changes} change(s)`,
+      );
+      deps.log?.info({ approval: approval.name, revision, approvedBy: by }, 'applying an approved plan');
+      inFlight = { approval: claimed, snapshot };
+      deps.metrics?.setPendingApprovals(0);
+      return {
+        decision: { apply: true, snapshot, plan: clusterPlan, approval: approval.name },
+        rejections,
+      };
+    }
+    return { rejections };
+  }
+
+  /** An explicit approval means "try now": lift the retry delay of a release that failed before. */
+  async function allowRetryNow(livePlan: LivePlan, records: ReleaseRecord[]): Promise<void> {
+    const byName = new Map(records.map((r) => [r.name, r]));
+    for (const r of livePlan.releases) {
+      const record = byName.get(r.name);
+      if (record?.retryAt !== undefined && record.failedDigest === r.desiredDigest) {
+        await deps.records.update(r.name, { retryAt: null });
+      }
+    }
+  }
+
+  /** Step 2: publish the head's plan as pending (once per digest) and retire older plans. */
+  async function pending(
+    head: Snapshot,
+    clusterPlan: ClusterPlan,
+    livePlan: LivePlan,
+    state: LiveState,
+    source: LiveSource,
+    rejections: string[],
+  ): Promise<string> {
+    const name = planName(cluster, head.revision);
+    const waiting = `waiting for approval: mooring approve --context <context> --revision ${head.revision.slice(0, 12)}`;
+    const reason = rejections.length ? `${rejections[rejections.length - 1]}; ${waiting}` : waiting;
+    const stored = await plans.list(cluster);
+    const current = stored.find((p) => p.name === name);
+
+    if (current?.status.digest === livePlan.digest && current.status.phase === 'pending') {
+      if (current.status.reason !== reason) await plans.update(name, { reason });
+    } else {
+      const knownSecretPaths = new Map<string, string[][]>();
+      for (const p of stored) {
+        for (const r of p.status.releases) {
+          if (r.secretPaths?.length)
+            knownSecretPaths.set(r.name, [...(knownSecretPaths.get(r.name) ?? []), ...r.secretPaths]);
+        }
+      }
+      const render = deps.render;
+      const diffs = await diffReleases(clusterPlan, livePlan, {
+        live: source,
+        state,
+        key: deps.digestKey,
+        knownSecretPaths,
+        ...(render
+          ? {
+              render: (r) => render(r.resolved!, chartSource(head.dir, r.resolved!.release.chart)),
+            }
+          : {}),
+      });
+      const published = await plans.publish(
+        name,
+        planStatus({ plan: livePlan, diffs, phase: 'pending', reason, createdAt: iso() }),
+      );
+      await event(
+        {
+          apiVersion: MOORING_API_VERSION,
+          kind: MOORING_KINDS.MooringPlan.kind,
+          name,
+          namespace,
+          ...(published.uid ? { uid: published.uid } : {}),
+        },
+        'Normal',
+        'PlanPending',
+        `revision ${head.revision.slice(0, 7)} waits for approval: ${summarize(livePlan)} (plan ${livePlan.digest})`,
+      );
+      for (const r of livePlan.releases.filter((x) => CHANGING_ACTIONS.includes(x.action))) {
+        await deps.records.update(r.name, {
+          namespace: r.namespace,
+          state: 'pending-approval',
+          desiredRevision: head.revision,
+          ...(r.desiredDigest ? { desiredDigest: r.desiredDigest } : {}),
+        });
+      }
+      deps.log?.info({ revision: head.revision, digest: livePlan.digest }, 'plan waits for approval');
+    }
+    await retire(stored, name);
+    return reason;
+  }
+
+  /**
+   * Pending plans of other revisions are replaced by the current one; of the plans that were
+   * applied, the newest is kept (it shows what runs, and its secret paths keep masking).
+   */
+  async function retire(stored: Awaited<ReturnType<PlanStore['list']>>, keep?: string): Promise<void> {
+    const done = stored.filter((p) => p.status.phase === 'applied' || p.status.phase === 'failed');
+    const lastDone = done.sort((a, b) =>
+      (b.status.appliedAt ?? '').localeCompare(a.status.appliedAt ?? ''),
+    )[0];
+    for (const p of stored) {
+      if (p.name === keep || p.name === lastDone?.name) continue;
+      await plans.remove(p.name);
+    }
+  }
+
+  return {
+    async check(input) {
+      releaseHold();
+      try {
+        const source = live();
+        const records = await deps.records.list();
+        const { decision, rejections } = await approved(input, source, records);
+        if (decision) return decision;
+
+        const { livePlan, state } = await plan(input.plan, input.head.revision, source, records);
+        if (livePlan.changes === 0) {
+          deps.metrics?.setPendingApprovals(0);
+          await retire(await plans.list(cluster));
+          return { apply: true, snapshot: input.head, plan: input.plan };
+        }
+        const reason = await pending(input.head, input.plan, livePlan, state, source, rejections);
+        deps.metrics?.setPendingApprovals(1);
+        return { apply: false, reason };
+      } catch (err) {
+        // Never apply on a doubt: the plan stays pending and the next pass tries again.
+        const reason = `the approval gate could not decide: ${describeError(err)}`;
+        deps.log?.warn({ err: describeError(err) }, reason);
+        return { apply: false, reason };
+      }
+    },
+
+    async applied(approvalName, result) {
+      const revision = result.revision;
+      const failed = result.releases.filter((r) => r.state === 'failed' || r.state === 'waiting');
+      const ok = result.converged;
+      const message = ok
+        ? `applied revision ${revision.slice(0, 7)}`
+        : `applied revision ${revision.slice(0, 7)}, but ${failed.map((r) => `${r.name} (${r.error ?? r.state})`).join(', ') || 'not every release'} did not converge`;
+      try {
+        await approvals.finish(approvalName, { result: ok ? 'applied' : 'failed', message });
+        await plans.update(planName(cluster, revision), {
+          phase: ok ? 'applied' : 'failed',
+          appliedAt: iso(),
+          reason: message,
+        });
+      } catch (err) {
+        deps.log?.warn(
+          { approval: approvalName, err: describeError(err) },
+          'cannot record the outcome of an approval',
+        );
+      } finally {
+        releaseHold();
+      }
+    },
+  };
+}
+
+/** Releases a checkout made for an approval that is not going to be applied. */
+function releaseSnapshot(snapshot: Snapshot, head: Snapshot): void {
+  if (snapshot === head) return;
+  (snapshot as Partial<{ release(): void }>).release?.();
+}
+
+function summarize(plan: LivePlan): string {
+  const counts = new Map<string, number>();
+  for (const r of plan.releases) {
+    if (CHANGING_ACTIONS.includes(r.action)) counts.set(r.action, (counts.get(r.action) ?? 0) + 1);
+  }
+  return [...counts.entries()].map(([action, n]) => `${n} to ${action}`).join(', ');
+}

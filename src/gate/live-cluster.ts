@@ -1,0 +1,159 @@
+// The live side of a plan, read through the Kubernetes API: helm's own record of each
+// release (its storage Secrets, decoded only when a diff needs the deployed values and
+// manifest), and the live objects with a server-side apply dry run of what helm would send.
+// No helm process runs. Implements LiveSource (src/plan/live-diff.ts), and puts it together
+// for `mooring plan --context`.
+import { describeError, MooringError } from '../errors.js';
+import { isPlainMap } from '../model/schema.js';
+import { decodeRelease, listRevisions, observe } from '../converge/helm-storage.js';
+import {
+  apiErrorMessage,
+  isNotFound,
+  serverSideApply,
+  type AnyObject,
+  type KubeClients,
+} from '../kube/client.js';
+import { createStatusStore } from '../observe/status.js';
+import type { ClusterPlan } from '../plan/cluster-plan.js';
+import {
+  diffReleases,
+  observeLive,
+  planChanges,
+  type KubeObject,
+  type LiveSource,
+  type RecordedRelease,
+  type ReleaseDiff,
+} from '../plan/live-diff.js';
+
+/** Helm v4 applies server-side under this field manager. */
+export const HELM_FIELD_MANAGER = 'helm';
+
+export function createLiveCluster(clients: Pick<KubeClients, 'core' | 'objects'>): LiveSource {
+  // Namespaces seen to exist (or not) during this source's life: one plan's worth.
+  const namespaces = new Map<string, Promise<boolean>>();
+  const namespaceExists = (name: string): Promise<boolean> => {
+    let known = namespaces.get(name);
+    if (!known) {
+      known = clients.core.readNamespace({ name }).then(
+        () => true,
+        (err: unknown) => {
+          if (isNotFound(err)) return false;
+          throw err;
+        },
+      );
+      namespaces.set(name, known);
+    }
+    return known;
+  };
+
+  return {
+    async helm(namespace, release) {
+      const revisions = await listRevisions(clients.core, namespace, release);
+      const observation = observe(revisions);
+      return {
+        ...(observation ? { observation } : {}),
+        async deployed() {
+          const wanted = observation?.lastDeployedRevision ?? observation?.revision;
+          const stored = revisions.find((r) => r.revision === wanted);
+          if (!stored) return undefined;
+          const decoded = decodeRelease(stored.secret);
+          return {
+            revision: stored.revision,
+            values: isPlainMap(decoded.config) ? decoded.config : {},
+            manifest: typeof decoded.manifest === 'string' ? decoded.manifest : '',
+          };
+        },
+      };
+    },
+
+    namespaced: (apiVersion, kind) => clients.objects.isNamespaced(apiVersion, kind),
+
+    async get(key) {
+      if (key.namespace && !(await namespaceExists(key.namespace))) return undefined;
+      const found = await clients.objects.readRaw({
+        apiVersion: key.apiVersion,
+        kind: key.kind,
+        metadata: { name: key.name, ...(key.namespace ? { namespace: key.namespace } : {}) },
+      });
+      return found as KubeObject | undefined;
+    },
+
+    async dryRunApply(object) {
+      if (object.metadata.namespace && !(await namespaceExists(object.metadata.namespace))) return undefined;
+      // force: show what the object would become, as helm's apply takes its fields.
+      const result = await serverSideApply(clients, object as AnyObject, {
+        fieldManager: HELM_FIELD_MANAGER,
+        force: true,
+        dryRun: true,
+      });
+      return result as KubeObject;
+    },
+  };
+}
+
+export interface LiveDiff {
+  releases: ReleaseDiff[];
+  /** What limited the diff (records that could not be read). */
+  notes: string[];
+}
+
+/**
+ * `mooring plan --context`: what applying `plan` would change in a cluster, every release
+ * diffed (drift included). mooring's records (MooringRelease, in the agent's namespace) say
+ * what mooring deployed; pruning is assumed off, so releases that left Git show as orphaned.
+ */
+export async function liveDiff(
+  plan: ClusterPlan,
+  options: {
+    clients: Pick<KubeClients, 'core' | 'objects' | 'customObjects'>;
+    namespace: string;
+    digestKey: Buffer;
+    /** Raw renders by release name; without them there is no manifest diff. */
+    rawManifests?: Map<string, string>;
+    /** Names the cluster in errors, e.g. `context prod`. */
+    where: string;
+  },
+): Promise<LiveDiff> {
+  const { clients, namespace, rawManifests } = options;
+  const notes: string[] = [];
+  let records: RecordedRelease[] = [];
+  try {
+    records = await createStatusStore({
+      customObjects: clients.customObjects,
+      namespace,
+      cluster: plan.cluster.name,
+    }).list();
+  } catch (err) {
+    // Without mooring's records every installed release looks like a first converge.
+    notes.push(
+      `cannot read mooring's release records in namespace ${namespace} (${describeError(err)}); actions are a best guess`,
+    );
+  }
+  const live = createLiveCluster(clients);
+  try {
+    const state = await observeLive(plan, records, live);
+    const changes = planChanges(plan, state, { revision: 'working-tree', prune: false });
+    const releases = await diffReleases(plan, changes, {
+      live,
+      state,
+      key: options.digestKey,
+      only: 'all',
+      ...(rawManifests
+        ? {
+            render: async (r) => {
+              const raw = rawManifests.get(r.name);
+              if (raw === undefined) throw new MooringError('the chart was not rendered');
+              return raw;
+            },
+          }
+        : {}),
+    });
+    return { releases, notes };
+  } catch (err) {
+    throw new MooringError(
+      `cannot read what is live through ${options.where}: ${err instanceof MooringError ? err.describe() : apiErrorMessage(err)}`,
+      {},
+      { hint: "the live diff reads helm's release Secrets and the objects of each release", cause: err },
+    );
+  }
+}

@@ -1,0 +1,441 @@
+// Approval gates end to end, against the real rig: the shared control plane, a git
+// http-backend server, the real helm, SOPS files, and the agent loop (`agent.pass()`) with the
+// real GitSource, StatusStore, EventRecorder and gate. Approvals are made with the real
+// `mooring approve`. Each test is one cluster with its own namespaces and repository.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { stringify } from 'yaml';
+import { Agent, type DriftChecker, type PassResult } from '../../src/agent/agent.js';
+import { defaults, type AgentConfig, type ApprovalMode } from '../../src/agent/config.js';
+import { main } from '../../src/cli/main.js';
+import type { Io } from '../../src/cli/output.js';
+import { createHelm } from '../../src/converge/helm.js';
+import { listRevisions } from '../../src/converge/helm-storage.js';
+import { createApprovalStore } from '../../src/gate/approvals.js';
+import { createGate } from '../../src/gate/gate.js';
+import { createPlanStore, planName } from '../../src/gate/plans.js';
+import { ensureApprovalPolicy } from '../../src/gate/policy.js';
+import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
+import { ensureCrds } from '../../src/observe/crds.js';
+import { createEventRecorder } from '../../src/observe/events.js';
+import { createStatusStore } from '../../src/observe/status.js';
+import { secretDigestKey } from '../../src/plan/digest.js';
+import { loadAgeIdentities } from '../../src/resolve/age-key.js';
+import { decryptSops } from '../../src/resolve/sops.js';
+import { GitSource } from '../../src/source/git-source.js';
+import { commitFiles, createRepo, startGitServer, type GitServer } from '../rig/git.js';
+import { ageKeygen, sopsEncrypt, type AgeKeyPair } from '../rig/sops.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
+    kubeconfig: string;
+  }
+}
+
+const HELM = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin', 'helm');
+const PASSWORD = 'correct-horse-battery-staple';
+const run = Date.now().toString(36).slice(-5);
+
+let kubeconfig: string;
+let context: string;
+let clients: KubeClients;
+let gitServer: GitServer;
+let scratch: string;
+let key: AgeKeyPair;
+const namespaces: string[] = [];
+
+beforeAll(async () => {
+  kubeconfig = inject('kubeconfig');
+  clients = createKubeClients(loadKubeConfig({ kubeconfig }));
+  context = clients.kubeConfig.getCurrentContext();
+  await ensureCrds(clients);
+  await ensureApprovalPolicy(clients);
+  await servedAfterCrdUpdate(clients);
+  scratch = await mkdtemp(join(tmpdir(), 'mooring-approval-it-'));
+  gitServer = await startGitServer({ root: join(scratch, 'repos') });
+  key = await ageKeygen();
+});
+
+afterAll(async () => {
+  await gitServer?.stop();
+  await Promise.all(namespaces.map((name) => clients.core.deleteNamespace({ name }).catch(() => undefined)));
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+/**
+ * Right after a CRD's schema changes, its storage re-initialises and answers 429 for a moment
+ * (the agent simply retries next pass); tests wait that out once.
+ */
+async function servedAfterCrdUpdate(c: KubeClients): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await createPlanStore({ customObjects: c.customObjects, namespace: 'default' }).list();
+      await createApprovalStore({ customObjects: c.customObjects, namespace: 'default' }).list('none');
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** The chart of release `web`: a ConfigMap with a greeting, and a Secret with a password. */
+const WEB_CHART: Record<string, string> = {
+  'Chart.yaml': 'apiVersion: v2\nname: web\nversion: 0.1.0\n',
+  'values.yaml': 'greeting: hello\npassword: ""\n',
+  'templates/configmap.yaml':
+    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  greeting: {{ .Values.greeting | quote }}\n',
+  'templates/secret.yaml':
+    'apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\nstringData:\n  password: {{ .Values.password | quote }}\n',
+};
+
+async function writeTree(folder: string, files: Record<string, string>): Promise<string> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(dirname(join(folder, path)), { recursive: true });
+    await writeFile(join(folder, path), content);
+  }
+  return folder;
+}
+
+/** A GitOps repository for one cluster: release `web` with plain values and a SOPS-encrypted password. */
+async function gitopsRepo(cluster: string, opts: { sync?: ApprovalMode; greeting?: string } = {}) {
+  const releaseNs = `${cluster}-web`;
+  namespaces.push(releaseNs);
+  const files = {
+    ...Object.fromEntries(Object.entries(WEB_CHART).map(([path, text]) => [`charts/web/${path}`, text])),
+    'environments/prod/values.yaml': `greeting: ${opts.greeting ?? 'hello from git'}\n`,
+    [`clusters/${cluster}/cluster.yaml`]: stringify({
+      environment: 'prod',
+      ...(opts.sync ? { sync: { mode: opts.sync } } : {}),
+    }),
+    [`clusters/${cluster}/releases.yaml`]: stringify({
+      releases: {
+        web: { chart: './charts/web', namespace: releaseNs, createNamespace: true, timeout: '30s' },
+      },
+    }),
+    [`clusters/${cluster}/secrets/web.sops.yaml`]: await sopsEncrypt(`password: ${PASSWORD}\n`, {
+      recipients: [key.publicKey],
+    }),
+  };
+  const root = join(scratch, 'repos');
+  const name = `${cluster}.git`;
+  const first = createRepo(root, name, await writeTree(await mkdtemp(join(scratch, 'tree-')), files));
+  return {
+    url: gitServer.repoUrl(name),
+    first,
+    releaseNs,
+    commit: (changes: Record<string, string | null>, message = 'change') =>
+      commitFiles(root, name, { files: changes, message }),
+  };
+}
+
+interface TestAgent {
+  agent: Agent;
+  pass(opts?: { forceDrift?: boolean }): Promise<PassResult>;
+  namespace: string;
+  driftChecks: number;
+}
+
+/** An agent for `cluster` as `mooring run` builds it, with the gate wired in. */
+async function startAgent(
+  cluster: string,
+  url: string,
+  flags: Partial<AgentConfig> = {},
+): Promise<TestAgent> {
+  const namespace = `${cluster}-agent`;
+  if (!namespaces.includes(namespace)) {
+    namespaces.push(namespace);
+    await clients.core.createNamespace({ body: { metadata: { name: namespace } } });
+  }
+  const config: AgentConfig = {
+    ...defaults({}),
+    repo: url,
+    cluster,
+    namespace,
+    workDir: await mkdtemp(join(scratch, 'work-')),
+    leaderElection: false,
+    listen: '',
+    ...flags,
+  };
+  const identities = await loadAgeIdentities({ env: { SOPS_AGE_KEY: key.identity } });
+  const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
+  const helm = createHelm({ binary: HELM, kubeconfig });
+  const git = new GitSource({ url, branch: 'main', workDir: config.workDir });
+  const status = createStatusStore({ customObjects: clients.customObjects, namespace, cluster });
+  const events = createEventRecorder({ core: clients.core, customObjects: clients.customObjects, namespace });
+  const records = {
+    list: () => status.list(),
+    update: async (name: string, patch: Parameters<typeof status.update>[1]) => {
+      await status.update(name, patch);
+    },
+    remove: (name: string) => status.remove(name),
+  };
+  const state = { driftChecks: 0 };
+  const drift: DriftChecker = {
+    check: async () => {
+      state.driftChecks++;
+      return { drifted: 0, corrected: 0, failed: 0 };
+    },
+  };
+  const agent = new Agent({
+    config,
+    source: {
+      sync: async () => (await git.sync()).snapshot,
+      checkoutRevision: (revision) => git.checkoutRevision(revision),
+    },
+    helm,
+    core: clients.core,
+    records,
+    events,
+    clusterEvents: events.forObject({ apiVersion: 'v1', kind: 'Namespace', name: namespace, namespace }),
+    planDeps: { decrypt: (text, file) => decryptSops(text, file, identities), digestKey },
+    gate: createGate({
+      clients,
+      cluster,
+      namespace,
+      prune: config.prune,
+      records,
+      digestKey,
+      render: (resolved, chart) =>
+        helm.template({
+          ...chart,
+          release: resolved.release.name,
+          namespace: resolved.release.namespace,
+          values: resolved.merge.userValues,
+          redact: resolved.secretStrings,
+        }),
+      events,
+    }),
+    drift,
+  });
+  return {
+    agent,
+    namespace,
+    get driftChecks() {
+      return state.driftChecks;
+    },
+    async pass(opts = {}) {
+      const result = await agent.pass(opts);
+      await events.flush();
+      return result;
+    },
+  };
+}
+
+/** `mooring approve` as the admin of the rig; resolves with its exit code and output. */
+async function approveCli(namespace: string, ...extra: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), colour: false };
+  const code = await main(
+    [
+      'approve',
+      '--context',
+      context,
+      '--kubeconfig',
+      kubeconfig,
+      '--namespace',
+      namespace,
+      '--yes',
+      ...extra,
+    ],
+    io,
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+async function greeting(namespace: string): Promise<string | undefined> {
+  try {
+    return (await clients.core.readNamespacedConfigMap({ name: 'web-config', namespace })).data?.greeting;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+async function approvalsOf(namespace: string, cluster: string) {
+  return createApprovalStore({ customObjects: clients.customObjects, namespace }).list(cluster);
+}
+
+describe('a manual cluster', () => {
+  it('applies nothing before approval, then exactly the approved revision, and nothing newer', async () => {
+    const cluster = `gate-a-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'manual' });
+
+    const waiting = await a.pass();
+    expect(waiting).toMatchObject({ outcome: 'pending-approval', revision: repo.first });
+    expect(waiting.pending).toContain('waiting for approval');
+    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual([]);
+
+    // The pending plan, as kubectl shows it: actions, masked diffs, a digest; no secret in clear.
+    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const plan = (await plans.get(planName(cluster, repo.first)))!;
+    expect(plan.status).toMatchObject({
+      phase: 'pending',
+      revision: repo.first,
+      changes: 1,
+      digest: expect.stringMatching(/^sha256:/),
+    });
+    const web = plan.status.releases[0]!;
+    expect(web).toMatchObject({ name: 'web', action: 'install', secretPaths: [['password']] });
+    expect(web.valuesDiff).toContain('+greeting: hello from git');
+    expect(web.valuesDiff).toMatch(/\+password: <secret:[0-9a-f]{16}>/);
+    expect(web.manifestDiff).toContain('+++ desired/ConfigMap/');
+    expect(web.manifestDiff).toMatch(/password: <secret:[0-9a-f]{16}>/);
+    expect(JSON.stringify(plan)).not.toContain(PASSWORD);
+    const record = await createStatusStore({
+      customObjects: clients.customObjects,
+      namespace: a.namespace,
+      cluster,
+    }).get('web');
+    expect(record?.state).toBe('pending-approval');
+    const events = await clients.core.listNamespacedEvent({ namespace: a.namespace });
+    expect(events.items.map((e) => `${e.involvedObject.kind}/${e.reason}`)).toContain(
+      'MooringPlan/PlanPending',
+    );
+
+    // Approve the plan shown, then move the branch on before the agent looks again.
+    const approved = await approveCli(a.namespace);
+    expect(approved.code).toBe(0);
+    expect(approved.out).toContain(`cluster ${cluster}`);
+    const newer = repo.commit({ 'environments/prod/values.yaml': 'greeting: newer\n' });
+
+    const applied = await a.pass();
+    expect(applied).toMatchObject({ outcome: 'converged', revision: repo.first });
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+    const [approval] = await approvalsOf(a.namespace, cluster);
+    expect(approval!.status).toMatchObject({
+      result: 'applied',
+      usedForRevision: repo.first,
+      usedAt: expect.any(String),
+    });
+    expect((await plans.get(planName(cluster, repo.first)))!.status).toMatchObject({
+      phase: 'applied',
+      approval: approval!.name,
+      approvedBy: 'mooring-admin',
+    });
+    const approvalEvents = await clients.core.listNamespacedEvent({
+      namespace: a.namespace,
+      fieldSelector: `involvedObject.name=${approval!.name}`,
+    });
+    expect(approvalEvents.items.map((e) => e.reason)).toEqual(['Approved']);
+
+    // The newer revision waits for its own approval; what runs stays the approved one.
+    const next = await a.pass();
+    expect(next).toMatchObject({ outcome: 'pending-approval', revision: newer });
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+    const newerPlan = (await plans.get(planName(cluster, newer)))!;
+    expect(newerPlan.status.releases[0]).toMatchObject({ action: 'upgrade' });
+    expect(newerPlan.status.releases[0]!.valuesDiff).toContain('-greeting: hello from git\n+greeting: newer');
+    expect(newerPlan.status.releases[0]!.manifestDiff).toContain(
+      '-  greeting: hello from git\n+  greeting: newer',
+    );
+    // No secret changed: the Secret does not appear in the manifest diff.
+    expect(newerPlan.status.releases[0]!.manifestDiff).not.toContain('Secret');
+  });
+
+  it('needs a new approval when the plan of the same revision changed, and never reuses a used one', async () => {
+    const cluster = `gate-b-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'manual' });
+    await a.pass();
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: repo.first });
+
+    // Someone upgrades the release by hand: helm revision 2, made outside mooring.
+    const chart = await writeTree(await mkdtemp(join(scratch, 'chart-')), WEB_CHART);
+    await execa(HELM, [
+      '--kubeconfig',
+      kubeconfig,
+      'upgrade',
+      'web',
+      chart,
+      '--reuse-values',
+      '--set',
+      'greeting=by-hand',
+      '-n',
+      repo.releaseNs,
+    ]);
+    // The same revision now plans an upgrade; the used approval does not cover it.
+    const after = await a.pass();
+    expect(after).toMatchObject({ outcome: 'pending-approval', revision: repo.first });
+    expect(await greeting(repo.releaseNs)).toBe('by-hand');
+
+    // Approve that plan; then the live state changes again before the agent applies it.
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    await execa(HELM, ['--kubeconfig', kubeconfig, 'rollback', 'web', '1', '-n', repo.releaseNs]);
+    const refused = await a.pass();
+    expect(refused.outcome).toBe('pending-approval');
+    expect(refused.pending).toContain('cannot be applied');
+    const approvals = await approvalsOf(a.namespace, cluster);
+    expect(approvals.map((x) => x.status.result)).toEqual(['rejected', 'applied']);
+    expect(approvals[0]!.status.message).toContain('the plan of that revision is now');
+    const plan = (await createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace }).get(
+      planName(cluster, repo.first),
+    ))!;
+    expect(plan.status.phase).toBe('pending');
+    expect(plan.status.reason).toContain('cannot be applied');
+
+    // A fresh approval of the current plan goes through.
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: repo.first });
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+  });
+
+  it('keeps checking drift while a plan waits, unless drift is off', async () => {
+    const cluster = `gate-c-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'manual' });
+    await a.pass();
+    await approveCli(a.namespace);
+    await a.pass();
+    repo.commit({ 'environments/prod/values.yaml': 'greeting: later\n' });
+
+    const checksBefore = a.driftChecks;
+    expect(await a.pass({ forceDrift: true })).toMatchObject({ outcome: 'pending-approval' });
+    expect(a.driftChecks).toBe(checksBefore + 1);
+
+    const off = await startAgent(cluster, repo.url, { approval: 'manual', drift: 'off' });
+    await off.pass({ forceDrift: true });
+    expect(off.driftChecks).toBe(0);
+  });
+});
+
+describe('the sync mode', () => {
+  it('auto applies every revision with no approval', async () => {
+    const cluster = `gate-d-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'auto' });
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: repo.first });
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+    const newer = repo.commit({ 'environments/prod/values.yaml': 'greeting: next\n' });
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: newer });
+    expect(await greeting(repo.releaseNs)).toBe('next');
+    expect(
+      await createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace }).list(cluster),
+    ).toEqual([]);
+  });
+
+  it('cluster.yaml can make an auto agent manual, but not a manual agent auto', async () => {
+    const stricter = `gate-e-${run}`;
+    const repoE = await gitopsRepo(stricter, { sync: 'manual' });
+    const e = await startAgent(stricter, repoE.url, { approval: 'auto' });
+    expect(await e.pass()).toMatchObject({ outcome: 'pending-approval' });
+    expect(await listRevisions(clients.core, repoE.releaseNs, 'web')).toEqual([]);
+
+    const looser = `gate-f-${run}`;
+    const repoF = await gitopsRepo(looser, { sync: 'auto' });
+    const f = await startAgent(looser, repoF.url, { approval: 'manual' });
+    expect(await f.pass()).toMatchObject({ outcome: 'pending-approval' });
+    expect(await listRevisions(clients.core, repoF.releaseNs, 'web')).toEqual([]);
+    const events = await clients.core.listNamespacedEvent({ namespace: f.namespace });
+    expect(events.items.map((x) => x.reason)).toContain('SyncModeIgnored');
+  });
+});

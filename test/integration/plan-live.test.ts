@@ -1,0 +1,231 @@
+// `mooring plan --context`: the offline plan plus what applying it would change in a live
+// cluster, against the shared control plane and the real helm: per release the action, the
+// values diff against what helm deployed, and the manifest diff against the live objects
+// (server-side dry run), with every secret masked.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { stringify } from 'yaml';
+import { main } from '../../src/cli/main.js';
+import type { Io } from '../../src/cli/output.js';
+import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
+import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
+    kubeconfig: string;
+  }
+}
+
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin');
+const HELM = join(BIN, 'helm');
+const run = Date.now().toString(36).slice(-5);
+const CLUSTER = 'prod-eu';
+const webNs = `plan-live-web-${run}`;
+const apiNs = `plan-live-api-${run}`;
+const OLD_PASSWORD = 'old-password-1234';
+const NEW_PASSWORD = 'new-password-5678';
+
+let kubeconfig: string;
+let clients: KubeClients;
+let scratch: string;
+let repo: string;
+let keyFile: string;
+
+const CHART: Record<string, string> = {
+  'Chart.yaml': 'apiVersion: v2\nname: web\nversion: 0.1.0\n',
+  'values.yaml': 'greeting: hello\npassword: ""\n',
+  'templates/configmap.yaml':
+    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  dsn: "postgres://app:{{ .Values.password }}@db"\n',
+  'templates/secret.yaml':
+    'apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-db\nstringData:\n  password: {{ .Values.password | quote }}\n',
+};
+
+async function writeTree(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await writeFile(join(root, path), content);
+  }
+}
+
+beforeAll(async () => {
+  kubeconfig = inject('kubeconfig');
+  clients = createKubeClients(loadKubeConfig({ kubeconfig }));
+  scratch = await mkdtemp(join(tmpdir(), 'mooring-plan-live-it-'));
+  const key = await ageKeygen();
+  keyFile = join(scratch, 'age.key');
+  await writeFile(keyFile, key.keyFile, { mode: 0o600 });
+
+  // The repository: `web` (installed below with older values) and `api` (not installed).
+  repo = join(scratch, 'repo');
+  await writeTree(repo, {
+    ...Object.fromEntries(Object.entries(CHART).map(([p, t]) => [`charts/web/${p}`, t])),
+    'environments/prod/values.yaml': 'greeting: hello from git\n',
+    [`clusters/${CLUSTER}/cluster.yaml`]: 'environment: prod\n',
+    [`clusters/${CLUSTER}/releases.yaml`]: stringify({
+      releases: {
+        web: { chart: './charts/web', namespace: webNs },
+        api: { chart: './charts/web', namespace: apiNs, createNamespace: true },
+      },
+    }),
+    [`clusters/${CLUSTER}/secrets/web.sops.yaml`]: await sopsEncrypt(`password: ${NEW_PASSWORD}\n`, {
+      recipients: [key.publicKey],
+    }),
+  });
+
+  // What is live: `web` deployed by helm with the old greeting and password.
+  const chart = join(scratch, 'chart');
+  await writeTree(chart, CHART);
+  await execa(HELM, [
+    '--kubeconfig',
+    kubeconfig,
+    'upgrade',
+    '--install',
+    'web',
+    chart,
+    '-n',
+    webNs,
+    '--create-namespace',
+    '--set',
+    'greeting=hello from last week',
+    '--set',
+    `password=${OLD_PASSWORD}`,
+  ]);
+});
+
+afterAll(async () => {
+  for (const name of [webNs, apiNs]) await clients?.core.deleteNamespace({ name }).catch(() => undefined);
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+async function plan(...extra: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), colour: false };
+  const code = await main(
+    [
+      'plan',
+      '--repo',
+      repo,
+      '--cluster',
+      CLUSTER,
+      '--age-key-file',
+      keyFile,
+      '--kubeconfig',
+      kubeconfig,
+      ...extra,
+    ],
+    io,
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('mooring plan --context', () => {
+  it('adds, per release, the action and the diffs against what is live, secrets masked', async () => {
+    const context = clients.kubeConfig.getCurrentContext();
+    const { code, out, err } = await plan('--context', context);
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(out).toContain(`# against context ${context}: what applying this plan would change`);
+    expect(out).toMatch(new RegExp(`api\\s+${apiNs}\\s+install\\s+-\\s+not installed yet`));
+    expect(out).toMatch(new RegExp(`web\\s+${webNs}\\s+upgrade\\s+1\\s+first converge by mooring`));
+
+    // Values: what helm was given then, against what it would be given now.
+    expect(out).toContain('-greeting: hello from last week\n-password: <secret:');
+    expect(out).toContain('+global:\n+  cluster:'); // the identity mooring injects
+    expect(out).toMatch(/\+greeting: hello from git\n\+password: <secret:[0-9a-f]{16}>/);
+    // Manifests: the live objects against a server-side dry run of the new ones.
+    expect(out).toContain(`--- live/ConfigMap/${webNs}/web-config`);
+    expect(out).toContain(`--- live/Secret/${webNs}/web-db`);
+    expect(out).toContain(`+++ desired/ConfigMap/${apiNs}/api-config`);
+    // Neither the new password (from SOPS) nor the old one (live) shows anywhere, in any form.
+    for (const secret of [NEW_PASSWORD, OLD_PASSWORD]) {
+      expect(out).not.toContain(secret);
+      expect(out).not.toContain(Buffer.from(secret).toString('base64'));
+    }
+    // A secret a chart copies into another object is redacted there, old and new alike.
+    expect(out).toContain(
+      '-  dsn: postgres://app:[redacted]@db\n-  greeting: hello from last week\n' +
+        '+  dsn: postgres://app:[redacted]@db\n+  greeting: hello from git',
+    );
+  });
+
+  it('gives the live diff to scripts as JSON', async () => {
+    const { code, out } = await plan('--context', clients.kubeConfig.getCurrentContext(), '--output', 'json');
+    expect(code).toBe(0);
+    const parsed = JSON.parse(out) as {
+      live: { releases: { name: string; action: string; valuesDiff: string; manifestDiff: string }[] };
+    };
+    expect(parsed.live.releases.map((r) => [r.name, r.action])).toEqual([
+      ['api', 'install'],
+      ['web', 'upgrade'],
+    ]);
+    expect(parsed.live.releases[1]!.manifestDiff).toContain('greeting: hello from git');
+    expect(out).not.toContain(NEW_PASSWORD);
+  });
+
+  it('shows nothing to change once the cluster runs exactly the plan', async () => {
+    // Converge `web` to the desired values by hand, with the same chart and values helm would get.
+    const chart = join(scratch, 'chart');
+    await execa(HELM, [
+      '--kubeconfig',
+      kubeconfig,
+      'upgrade',
+      'web',
+      chart,
+      '-n',
+      webNs,
+      '--set',
+      'greeting=hello from git',
+      '--set',
+      `password=${NEW_PASSWORD}`,
+      '--set',
+      `global.cluster.name=${CLUSTER}`,
+      '--set',
+      'global.cluster.environment=prod',
+    ]);
+    const { out } = await plan('--context', clients.kubeConfig.getCurrentContext(), '--output', 'json');
+    const web = (
+      JSON.parse(out) as { live: { releases: { name: string; valuesDiff: string; manifestDiff: string }[] } }
+    ).live.releases.find((r) => r.name === 'web')!;
+    expect(web.manifestDiff).toBe('');
+  });
+
+  it('fails with exit code 5 and says why when the live state cannot be read', async () => {
+    const bobKubeconfig = join(scratch, 'bob.kubeconfig');
+    await execa(join(BIN, 'mooring-controlplane'), [
+      'mint',
+      '--dir',
+      dirname(kubeconfig),
+      '--user',
+      `bob-${run}`,
+      '--out',
+      bobKubeconfig,
+    ]);
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(
+      [
+        'plan',
+        '--repo',
+        repo,
+        '--cluster',
+        CLUSTER,
+        '--age-key-file',
+        keyFile,
+        '--kubeconfig',
+        bobKubeconfig,
+        '--context',
+        `mooring-local-bob-${run}`,
+      ],
+      { out: (t) => out.push(t), err: (t) => err.push(t), colour: false },
+    );
+    expect(code).toBe(5);
+    expect(err.join('\n')).toContain(`cannot read what is live through context mooring-local-bob-${run}`);
+    expect(err.join('\n')).toContain('forbidden');
+  });
+});
