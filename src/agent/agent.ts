@@ -271,11 +271,15 @@ export class Agent {
     this.wake?.();
   }
 
-  /** Runs passes until `signal` aborts. Source failures back off exponentially with jitter. */
-  async loop(signal: AbortSignal): Promise<void> {
+  /**
+   * Runs passes until `signal` aborts, reporting each to `onPass`. Source failures back off
+   * exponentially with jitter.
+   */
+  async loop(signal: AbortSignal, onPass?: (result: PassResult) => void): Promise<void> {
     const random = this.deps.random ?? Math.random;
     while (!signal.aborted) {
       const result = await this.pass({ signal });
+      onPass?.(result);
       this.deps.log?.info(
         { outcome: result.outcome, revision: result.revision, pending: result.pending, error: result.error },
         'pass finished',

@@ -7,7 +7,13 @@ import { Agent, passExitCode, type PassResult, type Source } from '../agent/agen
 import { AGENT_SETTINGS, loadAgentConfig, redactUrl, type AgentConfig } from '../agent/config.js';
 import { createHelm } from '../converge/helm.js';
 import { describeError, MooringError } from '../errors.js';
-import { createKubeClients, isNotFound, loadKubeConfig, type KubeClients } from '../kube/client.js';
+import {
+  createKubeClients,
+  isAlreadyExists,
+  isNotFound,
+  loadKubeConfig,
+  type KubeClients,
+} from '../kube/client.js';
 import { createLeaderElector } from '../kube/lease.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createEventRecorder } from '../observe/events.js';
@@ -33,6 +39,8 @@ export interface RunHooks {
   onListening?: (address: string) => void;
   onPass?: (result: PassResult) => void;
   logger?: Logger;
+  /** Called with the argument list of every helm process the agent starts (tests, benchmarks). */
+  onHelmSpawn?: (args: readonly string[]) => void;
 }
 
 /** Exposes the pieces of an agent, for `mooring run` and for tests that drive passes. */
@@ -41,8 +49,16 @@ export async function buildAgent(
   env: NodeJS.ProcessEnv,
   log: Logger,
   helmSignal?: AbortSignal,
+  onHelmSpawn?: (args: readonly string[]) => void,
 ) {
-  const kubeConfig = loadKubeConfig({ ...(config.context ? { context: config.context } : {}), env });
+  // The KUBECONFIG of `env` (not of this process): loadKubeConfig's fallback reads process.env.
+  // Like helm below, the first file of a KUBECONFIG list is the one used.
+  const kubeconfigFile = env.KUBECONFIG ? env.KUBECONFIG.split(':')[0] : undefined;
+  const kubeConfig = loadKubeConfig({
+    ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
+    ...(config.context ? { context: config.context } : {}),
+    env,
+  });
   const clients: KubeClients = createKubeClients(kubeConfig);
   await ensureNamespace(clients, config.namespace, log);
   await ensureCrds(clients);
@@ -54,9 +70,12 @@ export async function buildAgent(
   });
   const helm = createHelm({
     binary: findHelm(env),
-    ...(env.KUBECONFIG ? { kubeconfig: env.KUBECONFIG.split(':')[0]! } : {}),
+    ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
     ...(config.context ? { kubeContext: config.context } : {}),
-    onSpawn: (args) => metrics.helmSpawned(args),
+    onSpawn: (args) => {
+      metrics.helmSpawned(args);
+      onHelmSpawn?.(args);
+    },
     ...(helmSignal ? { signal: helmSignal } : {}),
   });
   mkdirSync(config.workDir, { recursive: true });
@@ -133,10 +152,15 @@ async function ensureNamespace(clients: KubeClients, namespace: string, log: Log
     await clients.core.readNamespace({ name: namespace });
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await clients.core.createNamespace({
-      body: { metadata: { name: namespace, labels: { 'app.kubernetes.io/managed-by': 'mooring' } } },
-    });
-    log.info({ namespace }, 'created the agent namespace');
+    try {
+      await clients.core.createNamespace({
+        body: { metadata: { name: namespace, labels: { 'app.kubernetes.io/managed-by': 'mooring' } } },
+      });
+      log.info({ namespace }, 'created the agent namespace');
+    } catch (createErr) {
+      // Another replica, starting at the same time, created it first.
+      if (!isAlreadyExists(createErr)) throw createErr;
+    }
   }
 }
 
@@ -194,7 +218,7 @@ export async function runAgent(
 
   let built;
   try {
-    built = await buildAgent(config, env, log, kill.signal);
+    built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn);
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot start the agent');
     return EXIT.cluster;
@@ -223,7 +247,7 @@ export async function runAgent(
     : undefined;
 
   if (config.once) {
-    if (elector && !(await waitForLease(elector, stop.signal, 30_000))) {
+    if (elector && !(await waitForLease(elector, stop.signal, { acquire: true, timeoutMs: 30_000 }))) {
       log.error(
         { err: electionError },
         electionError
@@ -268,18 +292,21 @@ export async function runAgent(
 
   try {
     if (!elector) {
-      await agent.loop(stop.signal);
+      await agent.loop(stop.signal, hooks.onPass);
     } else {
       // Lead, then loop; on losing the lease, stop converging and go back to waiting.
       const electing = elector.run(stop.signal);
       while (!stop.signal.aborted) {
-        if (!(await waitForLease(elector, stop.signal))) break;
+        // elector.run() does the acquiring and renewing; a second caller would race it (two
+        // writes of one resourceVersion: the loser's 409 reads as "held by another" and the
+        // replica would drop its own lease for a moment, aborting the pass in flight).
+        if (!(await waitForLease(elector, stop.signal, { acquire: false }))) break;
         const lost = new AbortController();
         const watch = setInterval(() => {
           if (!elector.isLeader()) lost.abort();
         }, 1000);
         const both = AbortSignal.any([stop.signal, lost.signal]);
-        await agent.loop(both);
+        await agent.loop(both, hooks.onPass);
         clearInterval(watch);
       }
       await electing;
@@ -292,17 +319,33 @@ export async function runAgent(
   return EXIT.ok;
 }
 
+/**
+ * Waits until this replica leads. With `acquire`, tries to take the lease itself (--once);
+ * otherwise only watches what elector.run() achieves.
+ */
 async function waitForLease(
   elector: ReturnType<typeof createLeaderElector>,
   signal: AbortSignal,
-  timeoutMs = Infinity,
+  options: { acquire: boolean; timeoutMs?: number },
 ): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + (options.timeoutMs ?? Infinity);
   while (!signal.aborted && Date.now() < deadline) {
-    if (elector.isLeader() || (await elector.tryAcquireOrRenew())) return true;
-    await new Promise((r) => setTimeout(r, 1000));
+    if (elector.isLeader() || (options.acquire && (await elector.tryAcquireOrRenew()))) return true;
+    await sleep(options.acquire ? 1000 : 250, signal);
   }
   return false;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }
 
 function summary(result: PassResult): object {
