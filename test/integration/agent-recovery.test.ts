@@ -1,0 +1,165 @@
+// `mooring run` surviving what happens to real agents: a kill -9 in the middle of a helm
+// upgrade, and a second replica that must not converge while the first one leads.
+// The killed agent is a real `node bin/mooring.js run` process group (run the build first).
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  configData,
+  eventReasons,
+  helmRevisions,
+  processGroup,
+  readRelease,
+  runOnce,
+  spawnAgent,
+  startLoop,
+  startRig,
+  uniqueName,
+  waitFor,
+  type AgentRig,
+  type TestRepo,
+} from '../rig/agent.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kubeconfig: string;
+  }
+}
+
+let rig: AgentRig;
+
+beforeAll(async () => {
+  rig = await startRig(inject('kubeconfig'));
+});
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+describe('kill -9 during an upgrade', () => {
+  const cluster = uniqueName('kill');
+  const agentNs = `${cluster}-agent`;
+  let repo: TestRepo;
+
+  const flags = (identity: string) => [
+    '--once',
+    '--repo',
+    repo.url,
+    '--cluster',
+    cluster,
+    '--namespace',
+    agentNs,
+    '--identity',
+    identity,
+    '--work-dir',
+    `${rig.dir}/${identity}-work`,
+    '--log-level',
+    'debug',
+  ];
+
+  beforeAll(async () => {
+    repo = await rig.createRepo(
+      rig.clusterRepo(cluster, { app: {}, other: {} }, { app: 'config: {v: "1"}\n' }),
+    );
+    const setup = await runOnce(rig.agentFor(cluster, repo), rig.env);
+    expect(setup.code, setup.log()).toBe(0);
+  });
+
+  it('leaves the release pending-upgrade; the restarted agent recovers it and converges', async () => {
+    // A rollout that never gets ready, with a long timeout: helm stays busy waiting.
+    await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, { app: { timeout: '10m' }, other: {} }),
+      'environments/test/values/app.yaml': 'config: {v: "2"}\nneverReady: true\n',
+    });
+    const doomed = spawnAgent(flags('doomed'), rig.env);
+    await waitFor('helm to be upgrading app', async () => {
+      const revisions = await helmRevisions(rig.clients, `${cluster}-app`, 'app');
+      return revisions.at(-1)?.status === 'pending-upgrade';
+    });
+    const members = await processGroup(doomed.pid);
+    expect(members.some((p) => /helm upgrade app /.test(p.command))).toBe(true);
+
+    doomed.killGroup('SIGKILL');
+    expect(await doomed.exited).toMatchObject({ signal: 'SIGKILL' });
+    await waitFor(
+      'every process of the killed agent to be gone',
+      async () => (await processGroup(doomed.pid)).length === 0,
+    );
+    // Nobody was left to clean up: helm's record says an upgrade is in progress.
+    expect((await helmRevisions(rig.clients, `${cluster}-app`, 'app')).map((r) => r.status)).toEqual([
+      'deployed',
+      'pending-upgrade',
+    ]);
+    expect(await readRelease(rig.clients, agentNs, 'app')).toMatchObject({ state: 'progressing' });
+
+    // Git lets the rollout become ready again; a new agent starts (it waits out the dead one's lease).
+    const fixed = await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, { app: {}, other: {} }),
+      'environments/test/values/app.yaml': 'config: {v: "3"}\n',
+    });
+    const successor = spawnAgent(flags('successor'), rig.env);
+    const exit = await successor.exited;
+    expect(exit.exitCode, successor.output()).toBe(0);
+
+    expect((await helmRevisions(rig.clients, `${cluster}-app`, 'app')).map((r) => r.status)).toEqual([
+      'superseded',
+      'failed',
+      'deployed',
+    ]);
+    expect(await readRelease(rig.clients, agentNs, 'app')).toMatchObject({
+      state: 'ready',
+      deployedRevision: fixed,
+      helmRevision: 3,
+    });
+    expect(await configData(rig.clients, `${cluster}-app`, 'app-config')).toEqual({ v: '3' });
+    expect(await eventReasons(rig.clients, agentNs, 'app')).toEqual([
+      'Normal/Converged',
+      'Warning/Recovered',
+      'Normal/Converged',
+    ]);
+    expect(successor.output()).toContain('recovered a pending release');
+  });
+});
+
+describe('two replicas of one agent', () => {
+  const cluster = uniqueName('ha');
+  let repo: TestRepo;
+
+  beforeAll(async () => {
+    repo = await rig.createRepo(
+      rig.clusterRepo(cluster, { web: {}, api: {} }, { web: 'config: {v: "1"}\n' }),
+    );
+  });
+
+  it('only the leader converges; once it stops, the other takes over', async () => {
+    const replicas = ['east', 'west'].map((identity) =>
+      startLoop(rig.agentFor(cluster, repo, { identity, interval: '1h' }), rig.env),
+    );
+    const leaderIndex = await waitFor('a replica to converge', async () => {
+      const i = replicas.findIndex((r) => r.passes.some((p) => p.outcome === 'converged'));
+      return i >= 0 ? i : undefined;
+    });
+    const leader = replicas[leaderIndex]!;
+    const follower = replicas[1 - leaderIndex]!;
+
+    expect(leader.helm.map((c) => `${c.command} ${c.release}`).sort()).toEqual([
+      'upgrade api',
+      'upgrade web',
+    ]);
+    // Give the follower several lease attempts: it must stay idle.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(follower.passes).toEqual([]);
+    expect(follower.helm).toEqual([]);
+    expect(follower.logs.entries().some((e) => e.msg === 'became leader')).toBe(false);
+    expect(leader.logs.entries().some((e) => e.msg === 'became leader')).toBe(true);
+
+    const change = await repo.commit({ 'environments/test/values/web.yaml': 'config: {v: "2"}\n' });
+    const leaderHelm = leader.helm.length;
+    expect(await leader.stop()).toBe(0);
+
+    const taken = await follower.waitForPass((p) => p.revision === change);
+    expect(taken.outcome).toBe('converged');
+    expect(follower.helm.map((c) => `${c.command} ${c.release}`)).toEqual(['upgrade web']);
+    expect(leader.helm.length).toBe(leaderHelm);
+    expect(await configData(rig.clients, `${cluster}-web`, 'web-config')).toEqual({ v: '2' });
+    expect(await follower.stop()).toBe(0);
+  });
+});
