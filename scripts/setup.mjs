@@ -111,16 +111,34 @@ function hashTree(dir) {
 function ensureControlPlane() {
   const src = join(root, 'test', 'controlplane');
   const s = stamp('controlplane');
-  const want = hashTree(src);
+  // Bump when the build command changes, so existing binaries are rebuilt.
+  const want = `${hashTree(src)} build-2`;
   if (existsSync(join(bin, 'mooring-controlplane')) && s.read() === want) return;
   log(
     'building the local control plane (kube-apiserver + etcd from Go modules; the first build takes minutes)',
   );
   const t0 = Date.now();
-  run('go', ['build', '-trimpath', '-ldflags=-s -w', '-o', join(bin, 'mooring-controlplane'), '.'], {
-    cwd: src,
-    env: { ...process.env, CGO_ENABLED: '0' },
-  });
+  // Stamp the Kubernetes version, or the API server reports v0.0.0-master and charts with a
+  // kubeVersion constraint refuse to install.
+  const k8s = /k8s\.io\/kubernetes v(\d+)\.(\d+)\.(\d+)/.exec(readFileSync(join(src, 'go.mod'), 'utf8'));
+  const version = k8s ? `v${k8s[1]}.${k8s[2]}.${k8s[3]}` : 'v0.0.0';
+  const ldflags = ['-s', '-w'];
+  for (const pkg of ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version']) {
+    ldflags.push(
+      `-X ${pkg}.gitVersion=${version}`,
+      `-X ${pkg}.gitMajor=${k8s?.[1] ?? '0'}`,
+      `-X ${pkg}.gitMinor=${k8s?.[2] ?? '0'}`,
+      `-X ${pkg}.gitTreeState=clean`,
+    );
+  }
+  run(
+    'go',
+    ['build', '-trimpath', `-ldflags=${ldflags.join(' ')}`, '-o', join(bin, 'mooring-controlplane'), '.'],
+    {
+      cwd: src,
+      env: { ...process.env, CGO_ENABLED: '0' },
+    },
+  );
   log(`control plane built in ${Math.round((Date.now() - t0) / 1000)}s`);
   s.write(want);
 }

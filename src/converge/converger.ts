@@ -223,6 +223,8 @@ async function convergeRelease(
         timeoutSeconds: resolved.release.timeoutSeconds,
         wait: resolved.release.wait,
         rollbackOnFailure: true,
+        // Git is the authority: fields someone took over by hand (kubectl edit) go back to helm.
+        forceConflicts: true,
         createNamespace: resolved.release.createNamespace,
         labels: MANAGED_LABELS(deps.cluster),
         description: `mooring ${short(revision)}`,
