@@ -211,13 +211,13 @@ export function createGate(deps: GateDeps): Gate {
 
   /** Step 2: publish the head's plan as pending (once per digest) and retire older plans. */
   async function pending(
-    head: Snapshot,
-    clusterPlan: ClusterPlan,
+    input: Parameters<Gate['check']>[0],
     livePlan: LivePlan,
     state: LiveState,
     source: LiveSource,
     rejections: string[],
   ): Promise<string> {
+    const { head, plan: clusterPlan } = input;
     const name = planName(cluster, head.revision);
     const waiting = `waiting for approval: mooring approve --context <context> --revision ${head.revision.slice(0, 12)}`;
     const reason = rejections.length ? `${rejections[rejections.length - 1]}; ${waiting}` : waiting;
@@ -227,7 +227,7 @@ export function createGate(deps: GateDeps): Gate {
     if (current?.status.digest === livePlan.digest && current.status.phase === 'pending') {
       if (current.status.reason !== reason) await plans.update(name, { reason });
     } else {
-      const knownSecretPaths = new Map<string, string[][]>();
+      const knownSecretPaths = await secretPathsDeployed(input, livePlan, state.records);
       for (const p of stored) {
         for (const r of p.status.releases) {
           if (r.secretPaths?.length)
@@ -277,6 +277,51 @@ export function createGate(deps: GateDeps): Gate {
   }
 
   /**
+   * The secret paths of the revisions the changing releases were deployed from: the deployed
+   * side of a values diff holds the values helm was given then, so a value that was secret
+   * then stays masked even when the new revision drops it or moves it out of a SOPS file.
+   * Best effort: a revision that cannot be planned any more leaves the paths earlier plans
+   * recorded.
+   */
+  async function secretPathsDeployed(
+    input: Parameters<Gate['check']>[0],
+    livePlan: LivePlan,
+    records: LiveState['records'],
+  ): Promise<Map<string, string[][]>> {
+    const out = new Map<string, string[][]>();
+    const changing = new Set(
+      livePlan.releases.filter((r) => CHANGING_ACTIONS.includes(r.action)).map((r) => r.name),
+    );
+    const revisions = new Set(
+      (records as Partial<ReleaseRecord>[])
+        .filter(
+          (r) =>
+            changing.has(r.name ?? '') && r.deployedRevision && r.deployedRevision !== input.head.revision,
+        )
+        .map((r) => r.deployedRevision!)
+        .filter((r) => /^[0-9a-f]{40}$/.test(r)),
+    );
+    for (const revision of revisions) {
+      let snapshot: Snapshot | undefined;
+      try {
+        snapshot = await input.source.checkoutRevision(revision);
+        for (const r of (await input.planFor(snapshot)).releases) {
+          if (r.resolved?.secretPaths.length)
+            out.set(r.name, [...(out.get(r.name) ?? []), ...r.resolved.secretPaths]);
+        }
+      } catch (err) {
+        deps.log?.warn(
+          { revision, err: describeError(err) },
+          'cannot plan the deployed revision for its secret paths',
+        );
+      } finally {
+        if (snapshot) releaseSnapshot(snapshot, input.head);
+      }
+    }
+    return out;
+  }
+
+  /**
    * Pending plans of other revisions are replaced by the current one; of the plans that were
    * applied, the newest is kept (it shows what runs, and its secret paths keep masking).
    */
@@ -306,7 +351,7 @@ export function createGate(deps: GateDeps): Gate {
           await retire(await plans.list(cluster));
           return { apply: true, snapshot: input.head, plan: input.plan };
         }
-        const reason = await pending(input.head, input.plan, livePlan, state, source, rejections);
+        const reason = await pending(input, livePlan, state, source, rejections);
         deps.metrics?.setPendingApprovals(1);
         return { apply: false, reason };
       } catch (err) {

@@ -14,6 +14,7 @@ import {
   type KubeClients,
 } from '../kube/client.js';
 import { createStatusStore } from '../observe/status.js';
+import { createPlanStore } from './plans.js';
 import type { ClusterPlan } from '../plan/cluster-plan.js';
 import {
   diffReleases,
@@ -129,6 +130,15 @@ export async function liveDiff(
       `cannot read mooring's release records in namespace ${namespace} (${describeError(err)}); actions are a best guess`,
     );
   }
+  // Secret paths the agent's plans recorded: deployed values that were secret stay masked.
+  const knownSecretPaths = new Map<string, string[][]>();
+  const stored = await createPlanStore({ customObjects: clients.customObjects, namespace })
+    .list(plan.cluster.name)
+    .catch(() => []);
+  for (const r of stored.flatMap((p) => p.status.releases)) {
+    if (r.secretPaths?.length)
+      knownSecretPaths.set(r.name, [...(knownSecretPaths.get(r.name) ?? []), ...r.secretPaths]);
+  }
   const live = createLiveCluster(clients);
   try {
     const state = await observeLive(plan, records, live);
@@ -137,6 +147,7 @@ export async function liveDiff(
       live,
       state,
       key: options.digestKey,
+      knownSecretPaths,
       only: 'all',
       ...(rawManifests
         ? {

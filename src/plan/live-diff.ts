@@ -30,6 +30,8 @@ export interface RecordedRelease extends ConvergeRecord {
   name: string;
   namespace?: string;
   state?: string;
+  /** The Git revision of the last successful converge. */
+  deployedRevision?: string;
 }
 
 /** The last revision helm deployed of a release. Holds secrets: only ever shown masked. */

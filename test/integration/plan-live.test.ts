@@ -117,6 +117,9 @@ async function plan(...extra: string[]) {
       keyFile,
       '--kubeconfig',
       kubeconfig,
+      // Where an agent would keep its records; none runs here, so mooring has recorded nothing.
+      '--namespace',
+      `plan-live-agent-${run}`,
       ...extra,
     ],
     io,

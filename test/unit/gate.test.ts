@@ -15,7 +15,7 @@ const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const CLUSTER = 'prod-eu';
 
-function release(name: string, digest: string): PlannedRelease {
+function release(name: string, digest: string, secretPaths: string[][] = []): PlannedRelease {
   return {
     name,
     namespace: name,
@@ -24,7 +24,7 @@ function release(name: string, digest: string): PlannedRelease {
     digest,
     resolved: {
       merge: { userValues: { image: digest } },
-      secretPaths: [],
+      secretPaths,
       secretStrings: [],
       release: { chart: { kind: 'local', path: `charts/${name}` } },
     } as unknown as ResolvedRelease,
@@ -41,6 +41,8 @@ function world() {
   const plans = new Map<string, StoredPlan>();
   const records = new Map<string, ReleaseRecord>();
   const helm = new Map<string, HelmObservation>();
+  /** The user values helm deployed, per release (they hold secrets). */
+  const deployedValues = new Map<string, Record<string, unknown>>();
   const events: { kind: string; name: string; reason: string; message: string }[] = [];
   const checkouts: string[] = [];
   const pending: number[] = [];
@@ -99,7 +101,11 @@ function world() {
   const live: LiveSource = {
     helm: async (namespace, name) => {
       const observation = helm.get(`${namespace}/${name}`);
-      return { ...(observation ? { observation } : {}), deployed: async () => undefined };
+      const values = deployedValues.get(name);
+      return {
+        ...(observation ? { observation } : {}),
+        deployed: async () => values && { revision: observation?.revision ?? 1, values, manifest: '' },
+      };
     },
     namespaced: async () => true,
     get: async () => undefined,
@@ -151,6 +157,8 @@ function world() {
     plans,
     records,
     helm,
+    deployedValues,
+    plansByRevision,
     events,
     checkouts,
     pending,
@@ -421,5 +429,20 @@ describe('the approval gate', () => {
     w.approve({ revision: A, planDigest: w.plans.get(planName(CLUSTER, A))!.status.digest });
     expect((await w.check(A, plan)).apply).toBe(true);
     expect(w.records.get('web')!.retryAt).toBeUndefined();
+  });
+
+  it('keeps masking a value that was secret in the deployed revision, when the new one drops it', async () => {
+    const w = world();
+    w.converged('web', 'sha256:w1', 1);
+    w.records.set('web', { ...w.records.get('web')!, deployedRevision: A } as ReleaseRecord);
+    w.deployedValues.set('web', { image: 'sha256:w1', token: 'deployed-token-value' });
+    // Revision A had `token` from a SOPS file; revision B no longer sets it at all.
+    w.plansByRevision.set(A, clusterPlan(release('web', 'sha256:w1', [['token']])));
+
+    await w.check(B, clusterPlan(release('web', 'sha256:w2')));
+    const web = w.plans.get(planName(CLUSTER, B))!.status.releases[0]!;
+    expect(web.valuesDiff).toMatch(/-token: <secret:[0-9a-f]{16}>/);
+    expect(JSON.stringify(w.plans.get(planName(CLUSTER, B)))).not.toContain('deployed-token-value');
+    expect(w.checkouts).toEqual([A]);
   });
 });
