@@ -138,10 +138,22 @@ export function createGate(deps: GateDeps): Gate {
       if (revision !== input.head.revision) {
         try {
           snapshot = await input.source.checkoutRevision(revision);
+        } catch (err) {
+          // Git being unreachable says nothing about the approval: keep it for the next pass.
+          if (!isRevisionNotFound(err)) {
+            rejections.push(
+              `approval ${approval.name} waits: cannot fetch revision ${revision.slice(0, 7)} (${describeError(err)}); retrying`,
+            );
+            continue;
+          }
+          await reject(`the repository has no commit ${revision}`);
+          continue;
+        }
+        try {
           clusterPlan = await input.planFor(snapshot);
         } catch (err) {
           releaseSnapshot(snapshot, input.head);
-          await reject(`cannot check out and plan that revision: ${describeError(err)}`);
+          await reject(`that revision is invalid for this cluster: ${describeError(err)}`);
           continue;
         }
       }
@@ -386,6 +398,10 @@ export function createGate(deps: GateDeps): Gate {
       }
     },
   };
+}
+
+function isRevisionNotFound(err: unknown): boolean {
+  return (err as { reason?: unknown } | null)?.reason === 'revision-not-found';
 }
 
 /** Releases a checkout made for an approval that is not going to be applied. */

@@ -141,6 +141,7 @@ function world() {
   });
 
   const plansByRevision = new Map<string, ClusterPlan>();
+  let gitDown = false;
   const snapshot = (revision: string): Snapshot => ({ revision, dir: `/snapshots/${revision}` });
   const source: Source = {
     sync: async () => {
@@ -148,6 +149,10 @@ function world() {
     },
     checkoutRevision: async (revision) => {
       checkouts.push(revision);
+      if (gitDown) throw Object.assign(new Error('connection refused'), { reason: 'connection' });
+      if (!plansByRevision.has(revision)) {
+        throw Object.assign(new Error(`no commit ${revision}`), { reason: 'revision-not-found' });
+      }
       return snapshot(revision);
     },
   };
@@ -164,6 +169,7 @@ function world() {
     pending,
     gate,
     tick: (ms: number) => (clock += ms),
+    setGitDown: (down: boolean) => (gitDown = down),
     /** One gate check with `revision` at the head of the branch. */
     check: (revision: string, plan: ClusterPlan) => {
       plansByRevision.set(revision, plan);
@@ -444,5 +450,29 @@ describe('the approval gate', () => {
     expect(web.valuesDiff).toMatch(/-token: <secret:[0-9a-f]{16}>/);
     expect(JSON.stringify(w.plans.get(planName(CLUSTER, B)))).not.toContain('deployed-token-value');
     expect(w.checkouts).toEqual([A]);
+  });
+
+  it('keeps an approval whose revision cannot be fetched right now, and rejects one naming no commit', async () => {
+    const w = world();
+    const planA = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, planA);
+    const digestA = w.plans.get(planName(CLUSTER, A))!.status.digest;
+    const ghost = w.approve({ revision: 'f'.repeat(40), planDigest: digestA });
+
+    const C = 'c'.repeat(40);
+    w.setGitDown(true);
+    const waiting = await w.check(C, clusterPlan(release('web', 'sha256:w3')));
+    expect(waiting).toEqual({
+      apply: false,
+      reason: expect.stringContaining(`approval ${ghost} waits: cannot fetch`),
+    });
+    expect(w.approvals[0]!.status).toEqual({});
+
+    w.setGitDown(false);
+    await w.check(C, clusterPlan(release('web', 'sha256:w3')));
+    expect(w.approvals[0]!.status).toMatchObject({
+      result: 'rejected',
+      message: `the repository has no commit ${'f'.repeat(40)}`,
+    });
   });
 });
