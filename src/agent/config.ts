@@ -16,6 +16,8 @@ export interface AgentConfig {
   prune: boolean;
   intervalSeconds: number;
   driftIntervalSeconds: number;
+  /** YAML list of drift ignore rules for every release (src/observe/drift/ignore-file.ts). */
+  driftIgnoreFile?: string;
   once: boolean;
   gitUsernameFile?: string;
   gitPasswordFile?: string;
@@ -59,6 +61,7 @@ const SETTINGS: Setting[] = [
   { flag: 'prune', env: 'MOORING_PRUNE', key: 'prune', kind: 'bool' },
   { flag: 'interval', env: 'MOORING_INTERVAL', key: 'intervalSeconds', kind: 'duration' },
   { flag: 'drift-interval', env: 'MOORING_DRIFT_INTERVAL', key: 'driftIntervalSeconds', kind: 'duration' },
+  { flag: 'drift-ignore-file', env: 'MOORING_DRIFT_IGNORE_FILE', key: 'driftIgnoreFile', kind: 'string' },
   { flag: 'once', env: 'MOORING_ONCE', key: 'once', kind: 'bool' },
   { flag: 'git-username-file', env: 'MOORING_GIT_USERNAME_FILE', key: 'gitUsernameFile', kind: 'string' },
   { flag: 'git-password-file', env: 'MOORING_GIT_PASSWORD_FILE', key: 'gitPasswordFile', kind: 'string' },

@@ -1,0 +1,117 @@
+// What Helm recorded for each release, read from Helm's own storage through the Kubernetes
+// API, without running helm: the manifest of the latest deployed revision and how helm
+// applied it (server-side or client-side). The release's values (`config`) are dropped as
+// soon as the record is decoded: drift never needs them, and they may hold secrets.
+//
+// Cost: one list of helm's storage Secrets across all namespaces, restricted by label to
+// deployed, failed and pending revisions (so history is not read), paged. An agent that may
+// not list Secrets cluster-wide falls back to one list per release.
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { listRevisions, decodeRelease, type StoredRevision } from '../../converge/helm-storage.js';
+import type { HelmReleaseStatus } from '../../converge/helm.js';
+import { apiErrorMessage, isForbidden } from '../../kube/client.js';
+
+export interface RecordedRelease {
+  name: string;
+  namespace: string;
+  /** Helm's revision number of the deployed revision. */
+  revision: number;
+  /** `ssa` for server-side apply (helm 4's default), `csa` for client-side (helm 3, `--server-side=false`). */
+  applyMethod: 'ssa' | 'csa';
+  /** The recorded objects, multi-document YAML. */
+  manifest: string;
+}
+
+/** A release's record, or why its drift is not checked now. */
+export type RecordLookup = { recorded: RecordedRelease } | { skipped: string } | { failed: string };
+
+const PAGE = 100;
+const INTERESTING = ['deployed', 'failed', 'pending-install', 'pending-upgrade', 'pending-rollback'];
+
+export async function readRecordedReleases(
+  core: CoreV1Api,
+  releases: readonly { name: string; namespace: string }[],
+): Promise<Map<string, RecordLookup>> {
+  const wanted = new Set(releases.map((r) => releaseKey(r.namespace, r.name)));
+  const found = new Map<string, StoredRevision[]>();
+  const out = new Map<string, RecordLookup>();
+  if (wanted.size === 0) return out;
+
+  let clusterWide = true;
+  try {
+    let continueToken: string | undefined;
+    do {
+      const page = await core.listSecretForAllNamespaces({
+        labelSelector: `owner=helm,status in (${INTERESTING.join(',')})`,
+        limit: PAGE,
+        ...(continueToken ? { _continue: continueToken } : {}),
+      });
+      for (const secret of page.items) {
+        const stored = toStored(secret);
+        const key = releaseKey(secret.metadata?.namespace ?? '', stored.name);
+        if (!wanted.has(key) || stored.revision <= 0) continue;
+        found.set(key, [...(found.get(key) ?? []), stored]);
+      }
+      continueToken = page.metadata?._continue || undefined;
+    } while (continueToken);
+  } catch (err) {
+    if (!isForbidden(err)) throw err;
+    clusterWide = false;
+  }
+
+  for (const release of releases) {
+    const key = releaseKey(release.namespace, release.name);
+    try {
+      const revisions = clusterWide
+        ? (found.get(key) ?? []).sort((a, b) => a.revision - b.revision)
+        : await listRevisions(core, release.namespace, release.name);
+      out.set(key, pick(release, revisions));
+    } catch (err) {
+      out.set(key, {
+        failed: `cannot read helm's record of ${release.namespace}/${release.name}: ${apiErrorMessage(err)}`,
+      });
+    }
+  }
+  return out;
+}
+
+export function releaseKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+function toStored(secret: V1Secret): StoredRevision {
+  return {
+    name: secret.metadata?.labels?.name ?? '',
+    revision: Number(secret.metadata?.labels?.version ?? 0),
+    status: (secret.metadata?.labels?.status ?? 'unknown') as HelmReleaseStatus,
+    secret,
+  };
+}
+
+/** The latest revision decides: deployed is checked; pending or failed waits for the converger. */
+function pick(release: { name: string; namespace: string }, revisions: StoredRevision[]): RecordLookup {
+  const latest = revisions[revisions.length - 1];
+  if (latest === undefined) return { skipped: 'not installed' };
+  if (latest.status !== 'deployed') {
+    return {
+      skipped: `helm revision ${latest.revision} is ${latest.status}; drift is checked once a revision is deployed`,
+    };
+  }
+  let record: Record<string, unknown>;
+  try {
+    record = decodeRelease(latest.secret);
+  } catch (err) {
+    return { failed: `cannot decode helm revision ${latest.revision}: ${(err as Error).message}` };
+  }
+  // Take only what drift needs; `config` (the values) goes out of scope here.
+  const manifest = typeof record.manifest === 'string' ? record.manifest : '';
+  return {
+    recorded: {
+      name: release.name,
+      namespace: release.namespace,
+      revision: latest.revision,
+      applyMethod: record.apply_method === 'ssa' ? 'ssa' : 'csa',
+      manifest,
+    },
+  };
+}

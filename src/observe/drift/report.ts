@@ -1,0 +1,120 @@
+// How drift is told: the MooringRelease status summary and the Event messages. Both name
+// objects and fields (JSON pointers), never values: a Secret's drifted data shows up as
+// `Secret/web/db:/data/password`, and error texts from the API server are passed through
+// the release's secret strings before they are shown.
+import { redactSecrets } from '../../converge/helm.js';
+import type { DriftSummary } from '../status.js';
+import type { AnyObject } from './api.js';
+import { describeObject, type ObjectId } from './objects.js';
+import { isPlainObject } from './pointer.js';
+
+/** What one release's check found, described for people. */
+export interface ReleaseDrift {
+  /** `<object>:<pointer>` of fields a correction restores. */
+  modified: string[];
+  /** `<object>:<pointer>` of fields added by hand. */
+  added: string[];
+  /** `<object>` of deleted objects. */
+  deleted: string[];
+  /** Objects that could not be checked, with why (redacted). */
+  failed: string[];
+}
+
+export function describeField(id: ObjectId, pointer: string): string {
+  return `${describeObject(id)}:${pointer}`;
+}
+
+export function driftCount(drift: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'>): number {
+  return drift.modified.length + drift.added.length + drift.deleted.length;
+}
+
+/** Items joined until the message would pass `budget` characters, then "and N more". */
+export function listWithin(items: readonly string[], budget: number): string {
+  let out = '';
+  for (const [i, item] of items.entries()) {
+    const next = out === '' ? item : `${out}, ${item}`;
+    if (next.length > budget && i > 0) return `${out} and ${items.length - i} more`;
+    out = next;
+  }
+  return out;
+}
+
+/** Events are cut at 1024 bytes; keep room for the counts in front. */
+const LIST_BUDGET = 760;
+
+function parts(
+  drift: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'>,
+  verbs: [string, string, string],
+): string {
+  const sections: [string, string[]][] = [
+    [verbs[0], drift.modified],
+    [verbs[1], drift.deleted],
+    [verbs[2], drift.added],
+  ];
+  const present = sections.filter(([, items]) => items.length > 0);
+  const share = Math.floor(LIST_BUDGET / Math.max(1, present.length));
+  return present.map(([verb, items]) => `${verb} ${listWithin(items, share)}`).join('; ');
+}
+
+export function detectedMessage(revision: number, drift: ReleaseDrift, mode: 'correct' | 'warn'): string {
+  const counts = `${drift.modified.length} modified field(s), ${drift.deleted.length} deleted object(s), ${drift.added.length} field(s) added by hand`;
+  const tail = mode === 'warn' ? ' (drift mode warn: left as it is)' : '';
+  return `live objects differ from helm revision ${revision}: ${counts}${tail}: ${parts(drift, ['modified', 'deleted', 'added by hand'])}`;
+}
+
+export function correctedMessage(
+  revision: number,
+  drift: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'>,
+): string {
+  return `restored helm revision ${revision} without a new revision: ${parts(drift, ['restored', 'recreated', 'removed'])}`;
+}
+
+export function failureMessage(what: string, failures: readonly string[]): string {
+  return `${what}: ${listWithin(failures, LIST_BUDGET)}`;
+}
+
+export function summaryOf(drift: ReleaseDrift, corrected: boolean, checkedAt: number): DriftSummary {
+  return {
+    count: driftCount(drift),
+    fields: [...drift.modified, ...drift.added],
+    deletedObjects: [...drift.deleted],
+    corrected,
+    checkedAt: new Date(checkedAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+  };
+}
+
+/** Whether two summaries say the same, apart from when they were made. */
+export function sameSummary(a: DriftSummary | undefined, b: DriftSummary): boolean {
+  return (
+    a !== undefined &&
+    a.count === b.count &&
+    a.corrected === b.corrected &&
+    JSON.stringify(a.fields ?? []) === JSON.stringify(b.fields.slice(0, 50)) &&
+    JSON.stringify(a.deletedObjects ?? []) === JSON.stringify(b.deletedObjects.slice(0, 50))
+  );
+}
+
+/**
+ * Strings to keep out of messages: the release's decrypted values, and every value of the
+ * recorded Secrets (as written and, for `data`, decoded from base64).
+ */
+export function secretStrings(recorded: readonly AnyObject[], fromValues: readonly string[]): string[] {
+  const out = new Set(fromValues);
+  for (const object of recorded) {
+    if (object.kind !== 'Secret' || object.apiVersion !== 'v1') continue;
+    for (const field of ['data', 'stringData'] as const) {
+      const data = object[field];
+      if (!isPlainObject(data)) continue;
+      for (const value of Object.values(data)) {
+        if (typeof value !== 'string' || value === '') continue;
+        out.add(value);
+        if (field === 'data') out.add(Buffer.from(value, 'base64').toString('utf8'));
+      }
+    }
+  }
+  return [...out].filter((s) => s.length > 0);
+}
+
+export function redact(text: string, secrets: readonly string[]): string {
+  return secrets.length === 0 ? text : redactSecrets(text, secrets);
+}
