@@ -17,6 +17,7 @@ import {
 import { createLeaderElector } from '../kube/lease.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createEventRecorder } from '../observe/events.js';
+import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
 import { createMetrics } from '../observe/metrics.js';
 import { startServer } from '../observe/server.js';
 import { createStatusStore } from '../observe/status.js';
@@ -109,13 +110,23 @@ export async function buildAgent(
     namespace: config.namespace,
     cluster: config.cluster,
   });
-  const events = createEventRecorder({
+  const recorder = createEventRecorder({
     core: clients.core,
     customObjects: clients.customObjects,
     namespace: config.namespace,
     instance: config.identity,
     onError: (err) => log.warn({ err: err.message }, 'could not record an event'),
   });
+  // Every event recorded through `events` is also offered to the webhook notifier.
+  const notifier = config.notifyUrlFile
+    ? createWebhookNotifier({
+        url: urlFromFile(config.notifyUrlFile),
+        format: config.notifyFormat,
+        cluster: config.cluster,
+        log: log.child({ component: 'notify' }),
+      })
+    : undefined;
+  const events = notifier ? notifyingRecorder(recorder, notifier, config.namespace) : recorder;
   const agentRef = {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
@@ -143,7 +154,7 @@ export async function buildAgent(
     metrics,
     log,
   });
-  return { agent, clients, metrics, status, events, git, helm };
+  return { agent, clients, metrics, status, events, notifier, git, helm };
 }
 
 /** The agent's own namespace: the chart creates it; a bare `mooring run` creates it too. */
@@ -261,6 +272,7 @@ export async function runAgent(
       hooks.onPass?.(result);
       log.info(summary(result), 'pass finished');
       await built.events.flush();
+      await built.notifier?.flush();
       return passExitCode(result) as ExitCode;
     } finally {
       await elector?.release();
@@ -271,7 +283,9 @@ export async function runAgent(
   const server = config.listen
     ? await startServer(config.listen, {
         health: () => agent.health(),
-        readiness: () => agent.readiness(),
+        // A standby replica is ready: it is healthy and waiting for the Lease. Otherwise a
+        // rolling update or a drain would wait forever for a pod that cannot lead yet.
+        readiness: () => (elector && !elector.isLeader() ? undefined : agent.readiness()),
         metrics: () => metrics.render(),
         ...(webhookSecret
           ? {
@@ -314,6 +328,7 @@ export async function runAgent(
   } finally {
     await server?.close();
     await built.events.flush();
+    await built.notifier?.flush();
     log.info({}, 'mooring agent stopped');
   }
   return EXIT.ok;
@@ -399,6 +414,11 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--context <name>', 'kube context (default: in-cluster, or the current context of KUBECONFIG)')
     .option('--identity <name>', 'this replica in the Lease (default $POD_NAME)')
     .option('--log-level <level>', 'trace, debug, info, warn or error (default info)')
+    .option(
+      '--notify-url-file <file>',
+      'file holding a webhook URL for failure, drift and approval notifications',
+    )
+    .option('--notify-format <format>', 'slack or json (default slack)')
     .action(async (flags: Record<string, unknown>) => {
       // commander sets leaderElection: true by default because of --no-leader-election;
       // only an explicit flag should beat MOORING_LEADER_ELECTION.

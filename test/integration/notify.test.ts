@@ -7,7 +7,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { pino } from 'pino';
+import { loadAgentConfig } from '../../src/agent/config.js';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { runAgent } from '../../src/cli/run.js';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
+import { createRepo, startGitServer } from '../rig/git.js';
 import { ensureCrds } from '../../src/observe/crds.js';
 import { createEventRecorder } from '../../src/observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../../src/observe/notify.js';
@@ -180,6 +187,85 @@ describe('the agent event recorder with notifications', () => {
       ]);
     } finally {
       await receiver.close();
+    }
+  });
+});
+
+describe('mooring run --notify-url-file', () => {
+  const suffix = Date.now().toString(36);
+  const agentNs = `notify-agent-${suffix}`;
+  const appNs = `notify-app-${suffix}`;
+  let clients: KubeClients;
+
+  afterAll(async () => {
+    for (const name of [agentNs, appNs]) await clients?.core.deleteNamespace({ name }).catch(() => undefined);
+  });
+
+  it('posts the failure of a release the API server rejects, and nothing about the one that converged', async () => {
+    const kubeconfig = inject('kubeconfig');
+    clients = createKubeClients(loadKubeConfig({ kubeconfig }));
+    const work = await mkdtemp(join(tmpdir(), 'mooring-notify-run-'));
+    dirs.push(work);
+    const configMap = (name: string) =>
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  a: "1"\n`;
+    const files: Record<string, string> = {
+      'clusters/eu-1/cluster.yaml': 'environment: dev\n',
+      'environments/dev/values.yaml': '{}\n',
+      'environments/common/releases.yaml': [
+        'releases:',
+        '  good:',
+        '    chart: ./charts/good',
+        `    namespace: ${appNs}`,
+        '  broken:',
+        '    chart: ./charts/broken',
+        `    namespace: ${appNs}`,
+        '    wait: false',
+        '',
+      ].join('\n'),
+      'charts/good/Chart.yaml': 'apiVersion: v2\nname: good\nversion: 1.0.0\n',
+      'charts/good/templates/cm.yaml': configMap('good'),
+      'charts/broken/Chart.yaml': 'apiVersion: v2\nname: broken\nversion: 1.0.0\n',
+      // Upper case is no valid object name: the API server refuses the install.
+      'charts/broken/templates/cm.yaml': configMap('Not_A_Valid_Name'),
+    };
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(work, 'repo', path)), { recursive: true });
+      await writeFile(join(work, 'repo', path), text);
+    }
+    createRepo(join(work, 'served'), 'gitops.git', join(work, 'repo'));
+    const git = await startGitServer({ root: join(work, 'served') });
+    const receiver = await startReceiver();
+    try {
+      const env = { PATH: process.env.PATH, HOME: work, KUBECONFIG: kubeconfig };
+      const config = loadAgentConfig(
+        {
+          repo: git.repoUrl('gitops.git'),
+          cluster: 'eu-1',
+          once: true,
+          namespace: agentNs,
+          workDir: join(work, 'snapshots'),
+          notifyUrlFile: await urlFile(receiver.url),
+          notifyFormat: 'json',
+        },
+        env,
+      );
+      const logs: string[] = [];
+      const code = await runAgent(config, env, {
+        logger: pino({ level: 'info' }, { write: (line: string) => logs.push(line) }),
+      });
+      expect(code, logs.join('')).toBe(EXIT.failed);
+      const bodies = receiver.deliveries.map((d) => d.body as Record<string, unknown>);
+      expect(bodies.map((b) => [b.release, b.reason])).toEqual([['broken', 'ConvergeFailed']]);
+      expect(bodies[0]).toMatchObject({
+        source: 'mooring',
+        cluster: 'eu-1',
+        object: { kind: 'MooringRelease', name: 'broken', namespace: agentNs },
+        type: 'Warning',
+      });
+      expect(bodies[0]!.message).toMatch(/Not_A_Valid_Name/);
+    } finally {
+      await receiver.close();
+      await git.stop();
     }
   });
 });
