@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { Agent, passExitCode, type PassResult, type Source } from '../agent/agent.js';
 import { AGENT_SETTINGS, loadAgentConfig, redactUrl, type AgentConfig } from '../agent/config.js';
+import type { ConvergeResult } from '../converge/converger.js';
 import { createHelm } from '../converge/helm.js';
 import { describeError, MooringError } from '../errors.js';
 import {
@@ -18,9 +19,9 @@ import { createLeaderElector } from '../kube/lease.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createEventRecorder } from '../observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
-import { createMetrics } from '../observe/metrics.js';
+import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
 import { startServer } from '../observe/server.js';
-import { createStatusStore } from '../observe/status.js';
+import { createStatusStore, type ReleaseState } from '../observe/status.js';
 import { secretDigestKey } from '../plan/digest.js';
 import { loadAgeIdentities } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
@@ -235,6 +236,10 @@ export async function runAgent(
     return EXIT.cluster;
   }
   const { agent, clients, metrics } = built;
+  const onPass = (result: PassResult): void => {
+    if (result.converge) recordReleaseMetrics(metrics, result.converge, Date.now());
+    hooks.onPass?.(result);
+  };
   let electionError: string | undefined;
   const elector = config.leaderElection
     ? createLeaderElector({
@@ -248,7 +253,10 @@ export async function runAgent(
         },
         onStoppedLeading: () => {
           metrics.setLeader(false);
-          log.warn({ identity: config.identity }, 'lost leadership');
+          // Giving the lease up on the way out is routine; losing it while running is not.
+          if (config.once || stop.signal.aborted)
+            log.info({ identity: config.identity }, 'released the lease');
+          else log.warn({ identity: config.identity }, 'lost leadership');
         },
         onError: (err) => {
           electionError = err.message;
@@ -267,15 +275,30 @@ export async function runAgent(
       );
       return EXIT.cluster;
     }
+    // Keep renewing the lease while the pass runs (an upgrade can outlast the lease by far),
+    // and stop starting work if it is lost anyway; elector.run() releases it at the end.
+    const done = new AbortController();
+    const electing = elector?.run(done.signal);
+    const lost = new AbortController();
+    const watch = elector
+      ? setInterval(() => {
+          if (!elector.isLeader()) lost.abort();
+        }, 1000)
+      : undefined;
     try {
-      const result = await agent.pass({ forceDrift: true, signal: stop.signal });
-      hooks.onPass?.(result);
+      const result = await agent.pass({
+        forceDrift: true,
+        signal: AbortSignal.any([stop.signal, lost.signal]),
+      });
+      onPass(result);
       log.info(summary(result), 'pass finished');
       await built.events.flush();
       await built.notifier?.flush();
       return passExitCode(result) as ExitCode;
     } finally {
-      await elector?.release();
+      clearInterval(watch);
+      done.abort();
+      await electing;
     }
   }
 
@@ -306,7 +329,7 @@ export async function runAgent(
 
   try {
     if (!elector) {
-      await agent.loop(stop.signal, hooks.onPass);
+      await agent.loop(stop.signal, onPass);
     } else {
       // Lead, then loop; on losing the lease, stop converging and go back to waiting.
       const electing = elector.run(stop.signal);
@@ -320,7 +343,7 @@ export async function runAgent(
           if (!elector.isLeader()) lost.abort();
         }, 1000);
         const both = AbortSignal.any([stop.signal, lost.signal]);
-        await agent.loop(both, hooks.onPass);
+        await agent.loop(both, onPass);
         clearInterval(watch);
       }
       await electing;
@@ -361,6 +384,23 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }
   });
+}
+
+/** Per-release metrics from a converge pass: attempts (helm ran) and how many releases are in each state. */
+function recordReleaseMetrics(metrics: MooringMetrics, result: ConvergeResult, at: number): void {
+  const counts: Partial<Record<ReleaseState, number>> = {};
+  for (const r of result.releases) {
+    if (r.state !== 'pruned') counts[r.state] = (counts[r.state] ?? 0) + 1;
+    if (
+      r.action === 'install' ||
+      r.action === 'upgrade' ||
+      r.action === 'uninstall' ||
+      r.action === 'error'
+    ) {
+      metrics.converged(r.name, r.state === 'ready' || r.state === 'pruned' ? 'success' : 'failure', at);
+    }
+  }
+  metrics.setReleaseStates(counts);
 }
 
 function summary(result: PassResult): object {

@@ -163,3 +163,41 @@ describe('two replicas of one agent', () => {
     expect(await follower.stop()).toBe(0);
   });
 });
+
+describe('a --once pass that outlasts the lease', () => {
+  const cluster = uniqueName('long');
+  let repo: TestRepo;
+
+  beforeAll(async () => {
+    repo = await rig.createRepo(rig.clusterRepo(cluster, { slow: {} }));
+    const setup = await runOnce(rig.agentFor(cluster, repo), rig.env);
+    expect(setup.code, setup.log()).toBe(0);
+  });
+
+  it('keeps the lease renewed, so a waiting replica takes over only after it', async () => {
+    // A rollout that times out after 25s, longer than the 15s lease.
+    await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, { slow: { timeout: '25s' } }),
+      'environments/test/values/slow.yaml': 'neverReady: true\n',
+    });
+    const once = runOnce(rig.agentFor(cluster, repo, { identity: 'once' }), rig.env);
+    await waitFor('helm to be upgrading slow', async () => {
+      const revisions = await helmRevisions(rig.clients, `${cluster}-slow`, 'slow');
+      return revisions.at(-1)?.status === 'pending-upgrade';
+    });
+    const replica = startLoop(rig.agentFor(cluster, repo, { identity: 'replica', interval: '1h' }), rig.env);
+    try {
+      const run = await once;
+      expect(run.code, run.log()).toBe(1);
+      const released = run.logs.entries().find((e) => e.msg === 'released the lease');
+      expect(released).toBeDefined();
+      expect(run.logs.entries().some((e) => e.msg === 'lost leadership')).toBe(false);
+
+      await replica.waitForPass(() => true);
+      const leading = replica.logs.entries().find((e) => e.msg === 'became leader');
+      expect(leading!.time as number).toBeGreaterThanOrEqual(released!.time as number);
+    } finally {
+      await replica.stop();
+    }
+  });
+});

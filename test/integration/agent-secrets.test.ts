@@ -1,0 +1,132 @@
+// Decrypted values never leave memory except towards helm: an agent converges releases whose
+// values come from real sops-encrypted files (one of which makes helm print a secret in its
+// error), and the secrets appear in no log line, MooringRelease status, Event, metric, or
+// file the agent wrote, while the cluster really did receive them.
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { eventsIn, kubectl, startLoop, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
+import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kubeconfig: string;
+  }
+}
+
+let rig: AgentRig;
+
+beforeAll(async () => {
+  rig = await startRig(inject('kubeconfig'));
+});
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+/** Every regular file under `dir` changed since `since` (ms), at most 20 MiB each. */
+async function filesWrittenSince(dir: string, since: number): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await filesWrittenSince(path, since)));
+    else if (entry.isFile()) {
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.mtimeMs >= since && info.size < 20 * 1024 * 1024) out.push(path);
+    }
+  }
+  return out;
+}
+
+describe('decrypted values', () => {
+  const cluster = uniqueName('sec');
+  const agentNs = `${cluster}-agent`;
+  // Random, so no file on this machine can contain them by accident.
+  const dbPassword = `db-${randomBytes(12).toString('hex')}`;
+  const apiToken = `tok-${randomBytes(12).toString('hex')}`;
+  const renderSecret = `leak-${randomBytes(12).toString('hex')}`;
+  const forms = (s: string) => [s, Buffer.from(s).toString('base64')];
+  const secrets = [dbPassword, apiToken, renderSecret].flatMap(forms);
+
+  it('reach the cluster, and appear in no log, status, Event, metric or file', async () => {
+    const started = Date.now() - 1000;
+    const key = await ageKeygen();
+    const keyFile = await rig.writeFile(`${cluster}/age.txt`, key.keyFile);
+    const encrypt = (doc: string) => sopsEncrypt(doc, { recipients: [key.publicKey] });
+    const repo = await rig.createRepo({
+      ...rig.clusterRepo(cluster, { web: {}, leaky: {} }),
+      'environments/test/secrets/web.sops.yaml': await encrypt(`password: ${dbPassword}\n`),
+      'environments/test/secrets.sops.yaml': await encrypt(`config:\n  token: ${apiToken}\n`),
+      // A chart that fails while rendering, with a secret in helm's error message.
+      'environments/test/secrets/leaky.sops.yaml': await encrypt(`failRender: ${renderSecret}\n`),
+    });
+    const config = rig.agentFor(cluster, repo, {
+      ageKeyFile: keyFile,
+      interval: '1h',
+      listen: '127.0.0.1:0',
+    });
+    const agent = startLoop(config, rig.env);
+    let metrics: string;
+    try {
+      const pass = await agent.waitForPass((p) => p.outcome !== 'source-error');
+      expect(pass.converge!.releases.map((r) => [r.name, r.state])).toEqual([
+        ['leaky', 'failed'],
+        ['web', 'ready'],
+      ]);
+      metrics = await (await fetch(`http://${await agent.address}/metrics`)).text();
+    } finally {
+      await agent.stop();
+    }
+
+    // The secrets did their job: helm got them, the cluster has them.
+    const secret = await rig.clients.core.readNamespacedSecret({
+      name: 'web-secret',
+      namespace: `${cluster}-web`,
+    });
+    expect(Buffer.from(secret.data!.password!, 'base64').toString()).toBe(dbPassword);
+    const config2 = await rig.clients.core.readNamespacedConfigMap({
+      name: 'web-config',
+      namespace: `${cluster}-web`,
+    });
+    expect(config2.data).toEqual({ token: apiToken });
+    // ... and the error that carried one was kept, redacted.
+    const leaky = JSON.parse(
+      await kubectl(rig.kubeconfig, '-n', agentNs, 'get', 'mrel', 'leaky', '-o', 'json'),
+    ).status as { lastError: string };
+    expect(leaky.lastError).toContain('cannot render: [redacted]');
+
+    const logs = agent.logs.lines.join('');
+    expect(logs).toContain('converge failed');
+    const statuses = await kubectl(rig.kubeconfig, '-n', agentNs, 'get', 'mrel', '-o', 'json');
+    const events = JSON.stringify(await eventsIn(rig.clients, agentNs));
+    expect(events).toContain('ConvergeFailed');
+    // The control plane's own state (etcd) holds the Secret and ConfigMap, as a cluster does.
+    const clusterStore = dirname(rig.kubeconfig);
+    const files = [
+      ...(await filesWrittenSince(config.workDir, 0)),
+      ...(await filesWrittenSince(tmpdir(), started)).filter((f) => !f.startsWith(`${clusterStore}/`)),
+    ];
+    expect(files.some((f) => f.startsWith(config.workDir))).toBe(true);
+
+    for (const s of secrets) {
+      expect(logs).not.toContain(s);
+      expect(statuses).not.toContain(s);
+      expect(events).not.toContain(s);
+      expect(metrics).not.toContain(s);
+    }
+    const leaks: string[] = [];
+    for (const file of files) {
+      const content = await readFile(file).catch(() => Buffer.alloc(0));
+      for (const s of secrets) if (content.includes(s)) leaks.push(`${file}: ${s.slice(0, 6)}...`);
+    }
+    expect(leaks).toEqual([]);
+  });
+});
