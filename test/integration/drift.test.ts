@@ -158,10 +158,14 @@ interface Installed {
 }
 
 /** Installs the chart as a new release in a new namespace, and records it ready (as the converger would). */
-async function install(serverSide: boolean, values: Record<string, unknown> = {}): Promise<Installed> {
+async function install(
+  serverSide: boolean,
+  values: Record<string, unknown> = {},
+  into?: string,
+): Promise<Installed> {
   const name = `web${++sequence}`;
-  const namespace = `drift-${serverSide ? 'ssa' : 'csa'}-${run}-${sequence}`;
-  namespaces.push(namespace);
+  const namespace = into ?? `drift-${serverSide ? 'ssa' : 'csa'}-${run}-${sequence}`;
+  if (!namespaces.includes(namespace)) namespaces.push(namespace);
   await helm.upgradeInstall({
     release: name,
     namespace,
@@ -525,4 +529,38 @@ it('runs no helm process: a check works with a helm on PATH that only records th
   }
   await expect(readFile(marker, 'utf8')).rejects.toThrow(/ENOENT/);
   expect(await replicas(release)).toBe(2);
+});
+
+it('works for an agent that may act only in the namespaces it manages (no cluster-wide lists)', async () => {
+  const first = await install(true);
+  const second = await install(false, {}, first.namespace);
+  // What the agent's chart grants with rbac.namespaces: everything, in listed namespaces only.
+  const user = `drift-agent-${run}`;
+  for (const ns of [first.namespace, agentNs]) {
+    await kubectl('-n', ns, 'create', 'role', `${user}-all`, '--verb=*', '--resource=*.*');
+    await kubectl('-n', ns, 'create', 'rolebinding', `${user}-all`, `--role=${user}-all`, `--user=${user}`);
+  }
+  const out = join(dir, `${user}.kubeconfig`);
+  await execa(join(BIN, 'mooring-controlplane'), [
+    'mint',
+    '--dir',
+    dirname(kubeconfig),
+    '--user',
+    user,
+    '--out',
+    out,
+  ]);
+  const restricted = createKubeClients(loadKubeConfig({ kubeconfig: out }));
+  await expect(restricted.core.listSecretForAllNamespaces({ limit: 1 })).rejects.toThrow();
+  for (const r of [first, second])
+    await kubectl('-n', r.namespace, 'scale', `deployment/${r.name}`, '--replicas=4');
+
+  const { drift, lines } = checker({ objects: restricted.objects, core: restricted.core });
+  const plan = planOf(first);
+  plan.releases.push(...planOf(second).releases);
+
+  expect(await drift.check({ plan })).toEqual({ drifted: 2, corrected: 2, failed: 0 });
+  expect(await replicas(first)).toBe(2);
+  expect(await replicas(second)).toBe(2);
+  expect(lines.filter((l) => l.startsWith('warn'))).toEqual([]);
 });

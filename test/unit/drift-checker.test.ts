@@ -386,4 +386,36 @@ describe('a drift check', () => {
       'list HorizontalPodAutoscaler in web',
     ]);
   });
+
+  it('lists per namespace when the agent may not list across namespaces, and stops asking', async () => {
+    const forbidden = Object.assign(new Error('forbidden'), { code: 403 });
+    const t = setup({ secrets: ['web', 'api'].map((n) => storageSecret(n, n, 1, 'deployed')) });
+    for (const n of ['web', 'api']) installed(t.cluster, n);
+    const listRaw = t.cluster.api.listRaw;
+    t.cluster.api.listRaw = async (apiVersion, kind, options = {}) => {
+      if (!options.namespace) {
+        t.cluster.calls.push(`refused list ${kind}`);
+        throw forbidden;
+      }
+      return listRaw(apiVersion, kind, options);
+    };
+    const plan = planOf([{ name: 'web' }, { name: 'api' }]);
+
+    expect(await t.drift.check({ plan })).toEqual({ drifted: 0, corrected: 0, failed: 0 });
+    const lists = () => t.cluster.calls.filter((c) => c.includes('list')).sort();
+    const gets = () => t.cluster.calls.filter((c) => c.startsWith('get')).sort();
+    expect(lists()).toEqual(['refused list ConfigMap', 'refused list Deployment']);
+    // One object of a kind per namespace: a GET is as cheap as a list.
+    expect(gets()).toEqual([
+      'get ConfigMap/api/api-config',
+      'get ConfigMap/web/web-config',
+      'get Deployment/api/api',
+      'get Deployment/web/web',
+    ]);
+    t.cluster.calls.length = 0;
+    t.cluster.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unrelated', namespace: 'web' } });
+    await t.drift.check({ plan });
+    expect(lists()).toEqual([]);
+    expect(gets()).toHaveLength(4);
+  });
 });

@@ -91,6 +91,8 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   const now = deps.now ?? Date.now;
   const concurrency = deps.concurrency ?? 8;
   const refreshMs = (deps.statusRefreshSeconds ?? 3600) * 1000;
+  // What the API server refused once (lists across namespaces) is not asked again.
+  const memo = { noClusterList: new Set<string>(), storage: { noClusterList: false } };
 
   function targetsOf(plan: ClusterPlan): Target[] {
     return plan.releases.map((planned) => {
@@ -118,7 +120,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       statuses,
     );
 
-    const records = await readRecordedReleases(deps.core, active);
+    const records = await readRecordedReleases(deps.core, active, memo.storage);
     const result: DriftCheckResult = { drifted: 0, corrected: 0, failed: 0 };
     const totals = { found: 0, corrected: 0 };
 
@@ -164,6 +166,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       deps.objects,
       checks.map((c) => c.id),
       concurrency,
+      memo,
     );
     const context = inspectContext();
     const findings = await mapLimit(checks, concurrency, (c) =>

@@ -2,9 +2,10 @@
 // Objects of one kind are read with one list (paged), restricted by label to objects helm
 // manages (helm labels every object `app.kubernetes.io/managed-by: Helm`): across all
 // namespaces when the kind's objects are spread over several, in the one namespace
-// otherwise. An object the list does not return (its label removed by hand, or deleted) and
-// a kind with a single object are read with a GET. A list the agent may not make falls back
-// to GETs as well.
+// otherwise. An agent that may not list across namespaces (the chart's `rbac.namespaces`)
+// lists per namespace instead, and remembers the refusal. An object no list returned (its
+// label removed by hand, or deleted) and a lone object of its kind are read with a GET.
+import { isForbidden } from '../../kube/client.js';
 import type { AnyObject, DriftObjectApi, KubernetesObjectRef } from './api.js';
 import { HELM_MANAGED_BY_LABEL, objectKey, type ObjectId } from './objects.js';
 import { mapLimit } from './pool.js';
@@ -12,61 +13,92 @@ import { mapLimit } from './pool.js';
 /** A live object, `undefined` when it does not exist, or the error that kept us from reading it. */
 export type LiveRead = AnyObject | undefined | Error;
 
+/** Kept by the checker across checks. */
+export interface LiveReadMemo {
+  /** `apiVersion kind` the agent may not list across namespaces. */
+  noClusterList: Set<string>;
+}
+
 const PAGE = 500;
 
 export async function readLiveObjects(
   api: DriftObjectApi,
   ids: readonly ObjectId[],
   concurrency: number,
+  memo: LiveReadMemo = { noClusterList: new Set() },
 ): Promise<Map<string, LiveRead>> {
   const out = new Map<string, LiveRead>();
-  const groups = new Map<string, ObjectId[]>();
-  for (const id of ids) {
-    const key = `${id.apiVersion}\u0000${id.kind}`;
-    groups.set(key, [...(groups.get(key) ?? []), id]);
-  }
+  const lists: { ids: ObjectId[]; namespace?: string }[] = [];
   const toGet: ObjectId[] = [];
-  await mapLimit([...groups.values()], concurrency, async (group) => {
-    if (group.length === 1) {
-      toGet.push(group[0]!);
-      return;
-    }
-    const wanted = new Map(group.map((id) => [objectKey(id), id]));
-    const namespaces = new Set(group.map((id) => id.namespace ?? ''));
-    const namespace = namespaces.size === 1 ? [...namespaces][0] : undefined;
-    try {
-      let continueToken: string | undefined;
-      do {
-        const page = await api.listRaw(group[0]!.apiVersion, group[0]!.kind, {
-          ...(namespace ? { namespace } : {}),
-          labelSelector: `${HELM_MANAGED_BY_LABEL}=Helm`,
-          limit: PAGE,
-          ...(continueToken ? { continueToken } : {}),
-        });
-        for (const item of page.items) {
-          const id = wanted.get(
-            objectKey({
-              apiVersion: group[0]!.apiVersion,
-              kind: group[0]!.kind,
-              name: item.metadata?.name ?? '',
-              ...(item.metadata?.namespace ? { namespace: item.metadata.namespace } : {}),
-            }),
-          );
-          if (id === undefined) continue;
-          // List items carry no apiVersion and kind; the dry-run result does.
-          out.set(objectKey(id), { ...item, apiVersion: id.apiVersion, kind: id.kind });
+  for (const group of groupBy(ids, (id) => `${id.apiVersion} ${id.kind}`).values()) {
+    const byNamespace = groupBy(group, (id) => id.namespace ?? '');
+    if (group.length === 1) toGet.push(...group);
+    else if (byNamespace.size === 1)
+      lists.push({ ids: group, ...(group[0]!.namespace ? { namespace: group[0]!.namespace } : {}) });
+    else lists.push({ ids: group });
+  }
+
+  // Lists refused across namespaces come back as per-namespace lists, run in a second round.
+  const runLists = async (round: typeof lists): Promise<typeof lists> => {
+    const retry: typeof lists = [];
+    await mapLimit(round, concurrency, async (list) => {
+      const first = list.ids[0]!;
+      const kindKey = `${first.apiVersion} ${first.kind}`;
+      const clusterWide = list.namespace === undefined && first.namespace !== undefined;
+      const perNamespace = (): void => {
+        for (const [namespace, ids] of groupBy(list.ids, (id) => id.namespace ?? '')) {
+          if (ids.length === 1) toGet.push(...ids);
+          else retry.push({ ids, namespace });
         }
-        continueToken = page.continueToken;
-      } while (continueToken);
-    } catch {
-      // Not allowed to list (or the list failed): read each object instead.
-    }
-    for (const [key, id] of wanted) if (!out.has(key)) toGet.push(id);
-  });
+      };
+      if (clusterWide && memo.noClusterList.has(kindKey)) return perNamespace();
+      const wanted = new Map(list.ids.map((id) => [objectKey(id), id]));
+      try {
+        let continueToken: string | undefined;
+        do {
+          const page = await api.listRaw(first.apiVersion, first.kind, {
+            ...(list.namespace ? { namespace: list.namespace } : {}),
+            labelSelector: `${HELM_MANAGED_BY_LABEL}=Helm`,
+            limit: PAGE,
+            ...(continueToken ? { continueToken } : {}),
+          });
+          for (const item of page.items) {
+            const name = item.metadata?.name ?? '';
+            const namespace = item.metadata?.namespace;
+            const id = wanted.get(objectKey({ ...first, name, ...(namespace ? { namespace } : {}) }));
+            // List items carry no apiVersion and kind; the dry-run result does.
+            if (id !== undefined)
+              out.set(objectKey(id), { ...item, apiVersion: id.apiVersion, kind: id.kind });
+          }
+          continueToken = page.continueToken;
+        } while (continueToken);
+      } catch (err) {
+        if (clusterWide && isForbidden(err)) {
+          memo.noClusterList.add(kindKey);
+          return perNamespace();
+        }
+        // Any other failure: each object is read on its own below.
+      }
+      for (const [key, id] of wanted) if (!out.has(key)) toGet.push(id);
+    });
+    return retry;
+  };
+  await runLists(await runLists(lists));
   await mapLimit(toGet, concurrency, async (id) => {
     out.set(objectKey(id), await readOne(api, id));
   });
   return out;
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
 }
 
 export async function readOne(api: DriftObjectApi, id: ObjectId): Promise<LiveRead> {

@@ -5,11 +5,12 @@
 //
 // Cost: one list of helm's storage Secrets across all namespaces, restricted by label to
 // deployed, failed and pending revisions (so history is not read), paged. An agent that may
-// not list Secrets cluster-wide falls back to one list per release.
+// not list Secrets cluster-wide falls back to one list per release (and remembers that).
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { listRevisions, decodeRelease, type StoredRevision } from '../../converge/helm-storage.js';
 import type { HelmReleaseStatus } from '../../converge/helm.js';
 import { apiErrorMessage, isForbidden } from '../../kube/client.js';
+import { mapLimit } from './pool.js';
 
 export interface RecordedRelease {
   name: string;
@@ -31,13 +32,37 @@ const INTERESTING = ['deployed', 'failed', 'pending-install', 'pending-upgrade',
 export async function readRecordedReleases(
   core: CoreV1Api,
   releases: readonly { name: string; namespace: string }[],
+  memo: { noClusterList: boolean } = { noClusterList: false },
 ): Promise<Map<string, RecordLookup>> {
   const wanted = new Set(releases.map((r) => releaseKey(r.namespace, r.name)));
-  const found = new Map<string, StoredRevision[]>();
   const out = new Map<string, RecordLookup>();
   if (wanted.size === 0) return out;
 
-  let clusterWide = true;
+  const found = memo.noClusterList ? undefined : await listClusterWide(core, wanted);
+  if (found === undefined) memo.noClusterList = true;
+
+  await mapLimit(releases, 8, async (release) => {
+    const key = releaseKey(release.namespace, release.name);
+    try {
+      const revisions = found
+        ? (found.get(key) ?? []).sort((a, b) => a.revision - b.revision)
+        : await listRevisions(core, release.namespace, release.name);
+      out.set(key, pick(release, revisions));
+    } catch (err) {
+      out.set(key, {
+        failed: `cannot read helm's record of ${release.namespace}/${release.name}: ${apiErrorMessage(err)}`,
+      });
+    }
+  });
+  return out;
+}
+
+/** The interesting revisions of the wanted releases; undefined when the agent may not list them so. */
+async function listClusterWide(
+  core: CoreV1Api,
+  wanted: Set<string>,
+): Promise<Map<string, StoredRevision[]> | undefined> {
+  const found = new Map<string, StoredRevision[]>();
   try {
     let continueToken: string | undefined;
     do {
@@ -55,24 +80,10 @@ export async function readRecordedReleases(
       continueToken = page.metadata?._continue || undefined;
     } while (continueToken);
   } catch (err) {
-    if (!isForbidden(err)) throw err;
-    clusterWide = false;
+    if (isForbidden(err)) return undefined;
+    throw err;
   }
-
-  for (const release of releases) {
-    const key = releaseKey(release.namespace, release.name);
-    try {
-      const revisions = clusterWide
-        ? (found.get(key) ?? []).sort((a, b) => a.revision - b.revision)
-        : await listRevisions(core, release.namespace, release.name);
-      out.set(key, pick(release, revisions));
-    } catch (err) {
-      out.set(key, {
-        failed: `cannot read helm's record of ${release.namespace}/${release.name}: ${apiErrorMessage(err)}`,
-      });
-    }
-  }
-  return out;
+  return found;
 }
 
 export function releaseKey(namespace: string, name: string): string {
