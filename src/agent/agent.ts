@@ -227,9 +227,13 @@ export class Agent {
 
     let drift: PassResult['drift'];
     const driftDue = opts.forceDrift || this.now() - this.lastDriftAt >= config.driftIntervalSeconds * 1000;
-    if (this.deps.drift && config.drift !== 'off' && driftDue && this.lastRevision) {
+    // A manual cluster whose head waits for approval still self-heals what it runs.
+    if (this.deps.drift && config.drift !== 'off' && driftDue && (this.lastRevision || pending)) {
       try {
-        const applied = this.planCache?.revision === this.lastRevision ? this.planCache.plan : toApply.plan;
+        const applied =
+          this.planCache && this.planCache.revision === this.lastRevision
+            ? this.planCache.plan
+            : toApply.plan;
         drift = await this.deps.drift.check({ plan: applied, snapshot: toApply.snapshot });
         this.lastDriftAt = this.now();
       } catch (err) {

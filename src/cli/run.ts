@@ -5,7 +5,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { Agent, passExitCode, type PassResult, type Source } from '../agent/agent.js';
 import { AGENT_SETTINGS, loadAgentConfig, redactUrl, type AgentConfig } from '../agent/config.js';
-import type { ConvergeResult } from '../converge/converger.js';
+import type { ConvergeResult, RecordPatch } from '../converge/converger.js';
+import { createGate } from '../gate/gate.js';
+import { ensureApprovalPolicy } from '../gate/policy.js';
 import { createHelm } from '../converge/helm.js';
 import { describeError, MooringError } from '../errors.js';
 import {
@@ -134,24 +136,55 @@ export async function buildAgent(
     name: leaseName(config),
     namespace: config.namespace,
   };
+  const records = {
+    list: () => status.list(),
+    update: async (name: string, patch: RecordPatch) => {
+      await status.update(name, patch);
+    },
+    remove: (name: string) => status.remove(name),
+  };
+  const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
+
+  // Approvals are only as safe as the admission policy that checks who recorded them.
+  const policy = await ensureApprovalPolicy(clients);
+  if (policy.unverified.length) {
+    log.warn(
+      { objects: policy.unverified },
+      'cannot read or install the approval admission policy; install it with the chart',
+    );
+  }
+  const gate = createGate({
+    clients,
+    cluster: config.cluster,
+    namespace: config.namespace,
+    prune: config.prune,
+    records,
+    digestKey,
+    events,
+    metrics,
+    log: log.child({ component: 'gate' }),
+    render: (r, chart) =>
+      helm.template({
+        ...chart,
+        release: r.release.name,
+        namespace: r.release.namespace,
+        values: r.merge.userValues,
+        redact: r.secretStrings,
+      }),
+  });
   const agent = new Agent({
     config,
     source,
     helm,
     core: clients.core,
-    records: {
-      list: () => status.list(),
-      update: async (name, patch) => {
-        await status.update(name, patch);
-      },
-      remove: (name) => status.remove(name),
-    },
+    records,
     events,
     clusterEvents: events.forObject(agentRef),
     planDeps: {
       decrypt: (text, file) => decryptSops(text, file, identities),
-      digestKey: secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex'))),
+      digestKey,
     },
+    gate,
     metrics,
     log,
   });

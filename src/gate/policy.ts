@@ -43,9 +43,11 @@ export interface EnsurePolicyResult {
 }
 
 /**
- * Applies the approval policy and its binding server-side. A 403 is fine when the object is
- * already there (installed with the chart); when it cannot even be read, it is reported as
- * unverified for the caller to warn about, and the agent carries on.
+ * Installs the approval policy and its binding where they are missing. Objects already in
+ * place are left alone: the chart manages them, and re-applying them under another field
+ * manager would make the next `helm upgrade` of the chart conflict. When an object can be
+ * neither read nor written it is reported as unverified for the caller to warn about, and
+ * the agent carries on.
  */
 export async function ensureApprovalPolicy(
   clients: Pick<KubeClients, 'objects'>,
@@ -54,6 +56,16 @@ export async function ensureApprovalPolicy(
   const result: EnsurePolicyResult = { applied: [], alreadyPresent: [], unverified: [] };
   for (const object of options.objects ?? loadApprovalPolicy()) {
     const id = `${object.kind}/${object.metadata?.name}`;
+    let present: boolean | undefined;
+    try {
+      present = (await clients.objects.readRaw(object)) !== undefined;
+    } catch (readErr) {
+      if (!isForbidden(readErr)) throw readErr;
+    }
+    if (present === true) {
+      result.alreadyPresent.push(id);
+      continue;
+    }
     try {
       await serverSideApply(clients, object, {
         fieldManager: options.fieldManager ?? 'mooring',
@@ -65,20 +77,10 @@ export async function ensureApprovalPolicy(
         throw new MooringError(
           `cannot install ${id}: ${apiErrorMessage(err)}`,
           {},
-          {
-            hint: 'ValidatingAdmissionPolicy needs Kubernetes 1.30 or later',
-            cause: err,
-          },
+          { hint: 'ValidatingAdmissionPolicy needs Kubernetes 1.30 or later', cause: err },
         );
       }
-      let present: boolean | undefined;
-      try {
-        present = (await clients.objects.readRaw(object)) !== undefined;
-      } catch (readErr) {
-        if (!isForbidden(readErr)) throw readErr;
-      }
-      if (present === true) result.alreadyPresent.push(id);
-      else result.unverified.push(id);
+      result.unverified.push(id);
     }
   }
   return result;

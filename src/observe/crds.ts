@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { MooringError } from '../errors.js';
 import {
   apiErrorMessage,
+  apiStatusCode,
   isForbidden,
   serverSideApply,
   type AnyObject,
@@ -113,7 +114,39 @@ export async function ensureCrds(
       await sleep(200);
     }
   }
+  // Established is not enough: for a moment after a CRD is created, its storage answers
+  // 429 "storage is (re)initializing". Wait until a list of each new kind works.
+  for (const crd of crds.filter((c) => result.applied.includes(c.metadata.name))) {
+    while (!(await isListable(clients, crd))) {
+      if (now() > deadline) {
+        throw new MooringError(
+          `CustomResourceDefinition ${crd.metadata.name} is established but its storage is not ready`,
+          {},
+        );
+      }
+      await sleep(200);
+    }
+  }
   return result;
+}
+
+async function isListable(
+  clients: Pick<KubeClients, 'customObjects'>,
+  crd: CustomResourceDefinition,
+): Promise<boolean> {
+  try {
+    await clients.customObjects.listClusterCustomObject({
+      group: crd.spec.group,
+      version: crd.spec.versions[0]?.name ?? MOORING_VERSION,
+      plural: crd.spec.names.plural,
+      limit: 1,
+    });
+    return true;
+  } catch (err) {
+    if (apiStatusCode(err) === 429) return false;
+    // Anything else (403 for a namespaced agent) is not about readiness.
+    return true;
+  }
 }
 
 async function isEstablished(clients: Pick<KubeClients, 'apiExtensions'>, name: string): Promise<boolean> {
