@@ -418,4 +418,20 @@ describe('a drift check', () => {
     expect(lists()).toEqual([]);
     expect(gets()).toHaveLength(4);
   });
+
+  it('decodes a helm revision once, not at every check', async () => {
+    const secret = storageSecret('web', 'web', 1, 'deployed');
+    secret.metadata = { ...secret.metadata, uid: 'u1', resourceVersion: '7' };
+    const encoded = secret.data!.release!;
+    let decoded = 0;
+    secret.data = {};
+    Object.defineProperty(secret.data, 'release', { enumerable: true, get: () => (decoded++, encoded) });
+    const t = setup({ secrets: [secret] });
+    installed(t.cluster, 'web');
+    const plan = planOf([{ name: 'web' }]);
+    await t.drift.check({ plan });
+    await t.drift.check({ plan });
+    expect(decoded).toBe(1);
+    expect(t.cluster.calls.filter((c) => c.startsWith('dry-run'))).toHaveLength(4);
+  });
 });

@@ -122,6 +122,7 @@ export function fieldsAddedByHand(
   const entries = (
     Array.isArray(object.metadata?.managedFields) ? object.metadata.managedFields : []
   ) as ManagedFieldsEntry[];
+  if (!entries.some((e) => e.manager !== undefined && isHandManager(e.manager))) return [];
   const applied = new Set<string>();
   for (const entry of entries) {
     if (entry.manager === applier && entry.operation === 'Apply' && !entry.subresource) {

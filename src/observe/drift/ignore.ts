@@ -101,6 +101,7 @@ export function expandPattern(doc: unknown, pattern: readonly string[]): Segment
 /**
  * The recorded object with every ignored field it sets replaced by the live value, so that
  * applying it leaves ignored fields as they are. A field the live object lacks is left out.
+ * Returns `recorded` itself when it sets no ignored field; never modifies it.
  * Maps are merged key by key (ignoring `/metadata/labels` keeps the chart's labels at their
  * live values, and claims no label the chart does not set).
  */
@@ -109,19 +110,19 @@ export function keepIgnoredAsLive(
   live: AnyObject | undefined,
   ignores: ObjectIgnores,
 ): AnyObject {
+  const targets = live === undefined ? [] : ignores.patterns.flatMap((p) => expandPattern(recorded, p));
+  // Most objects set no ignored field: no copy then (a check makes one per object).
+  if (live === undefined || targets.length === 0) return recorded;
   const out = structuredClone(recorded);
-  if (live === undefined || ignores.patterns.length === 0) return out;
   const removals: Segment[][] = [];
-  for (const pattern of ignores.patterns) {
-    for (const at of expandPattern(out, pattern)) {
-      const liveValue = getAt(live, at);
-      if (!liveValue.found) {
-        removals.push(at);
-        continue;
-      }
-      const current = getAt(out, at);
-      if (current.found) setAt(out, at, mergeLive(current.value, liveValue.value));
+  for (const at of targets) {
+    const liveValue = getAt(live, at);
+    if (!liveValue.found) {
+      removals.push(at);
+      continue;
     }
+    const current = getAt(out, at);
+    if (current.found) setAt(out, at, mergeLive(current.value, liveValue.value));
   }
   // Last first, so removing a list item does not shift the ones still to remove.
   removals.sort((a, b) => compareSegments(b, a));

@@ -14,9 +14,9 @@ import { correctObject } from './correct.js';
 import { DEFAULT_IGNORE_RULES, hpaIgnoreRules, optsOut } from './ignore.js';
 import { inspectObject, type Finding, type InspectContext, type ObjectCheck } from './inspect.js';
 import { readLiveObjects } from './live.js';
-import { asHelmApplied, describeObject, idOf, objectKey, parseManifest } from './objects.js';
+import { asHelmApplied, describeObject, idOf, objectKey } from './objects.js';
 import { mapLimit } from './pool.js';
-import { readRecordedReleases, releaseKey, type RecordedRelease } from './records.js';
+import { readRecordedReleases, releaseKey, type RecordedRelease, type RecordsMemo } from './records.js';
 import {
   correctedMessage,
   describeField,
@@ -92,7 +92,10 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   const concurrency = deps.concurrency ?? 8;
   const refreshMs = (deps.statusRefreshSeconds ?? 3600) * 1000;
   // What the API server refused once (lists across namespaces) is not asked again.
-  const memo = { noClusterList: new Set<string>(), storage: { noClusterList: false } };
+  const memo = {
+    noClusterList: new Set<string>(),
+    storage: { noClusterList: false, decoded: new Map() } as RecordsMemo,
+  };
 
   function targetsOf(plan: ClusterPlan): Target[] {
     return plan.releases.map((planned) => {
@@ -194,7 +197,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   }
 
   async function prepare(target: Target, recorded: RecordedRelease) {
-    const objects = parseManifest(recorded.manifest);
+    const objects = recorded.objects;
     const secrets = secretStrings(objects, target.secrets);
     const rules = [...target.rules, ...hpaIgnoreRules(objects, target.namespace)];
     const checks: ObjectCheck[] = [];

@@ -1,7 +1,8 @@
 // What Helm recorded for each release, read from Helm's own storage through the Kubernetes
 // API, without running helm: the manifest of the latest deployed revision and how helm
 // applied it (server-side or client-side). The release's values (`config`) are dropped as
-// soon as the record is decoded: drift never needs them, and they may hold secrets.
+// soon as the record is decoded: drift never needs them, and they may hold secrets. A record
+// is decoded and parsed once per helm revision, not at every check.
 //
 // Cost: one list of helm's storage Secrets across all namespaces, restricted by label to
 // deployed, failed and pending revisions (so history is not read), paged. An agent that may
@@ -10,6 +11,8 @@ import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { listRevisions, decodeRelease, type StoredRevision } from '../../converge/helm-storage.js';
 import type { HelmReleaseStatus } from '../../converge/helm.js';
 import { apiErrorMessage, isForbidden } from '../../kube/client.js';
+import type { AnyObject } from './api.js';
+import { parseManifest } from './objects.js';
 import { mapLimit } from './pool.js';
 
 export interface RecordedRelease {
@@ -19,8 +22,16 @@ export interface RecordedRelease {
   revision: number;
   /** `ssa` for server-side apply (helm 4's default), `csa` for client-side (helm 3, `--server-side=false`). */
   applyMethod: 'ssa' | 'csa';
-  /** The recorded objects, multi-document YAML. */
-  manifest: string;
+  /** The objects of the recorded manifest, in manifest order. Shared between checks: never modify. */
+  objects: readonly AnyObject[];
+}
+
+/** Kept by the checker across checks. */
+export interface RecordsMemo {
+  /** The agent may not list Secrets across namespaces. */
+  noClusterList: boolean;
+  /** Decoded records by release, with the storage Secret's uid/resourceVersion they came from. */
+  decoded: Map<string, { stamp: string; recorded: RecordedRelease }>;
 }
 
 /** A release's record, or why its drift is not checked now. */
@@ -32,7 +43,7 @@ const INTERESTING = ['deployed', 'failed', 'pending-install', 'pending-upgrade',
 export async function readRecordedReleases(
   core: CoreV1Api,
   releases: readonly { name: string; namespace: string }[],
-  memo: { noClusterList: boolean } = { noClusterList: false },
+  memo: RecordsMemo = { noClusterList: false, decoded: new Map() },
 ): Promise<Map<string, RecordLookup>> {
   const wanted = new Set(releases.map((r) => releaseKey(r.namespace, r.name)));
   const out = new Map<string, RecordLookup>();
@@ -47,13 +58,14 @@ export async function readRecordedReleases(
       const revisions = found
         ? (found.get(key) ?? []).sort((a, b) => a.revision - b.revision)
         : await listRevisions(core, release.namespace, release.name);
-      out.set(key, pick(release, revisions));
+      out.set(key, pick(release, revisions, memo.decoded));
     } catch (err) {
       out.set(key, {
         failed: `cannot read helm's record of ${release.namespace}/${release.name}: ${apiErrorMessage(err)}`,
       });
     }
   });
+  for (const key of memo.decoded.keys()) if (!wanted.has(key)) memo.decoded.delete(key);
   return out;
 }
 
@@ -99,8 +111,15 @@ function toStored(secret: V1Secret): StoredRevision {
   };
 }
 
-/** The latest revision decides: deployed is checked; pending or failed waits for the converger. */
-function pick(release: { name: string; namespace: string }, revisions: StoredRevision[]): RecordLookup {
+/**
+ * The latest revision decides: deployed is checked; pending or failed waits for the converger.
+ * A record already decoded (same Secret, same resourceVersion) is not decoded again.
+ */
+function pick(
+  release: { name: string; namespace: string },
+  revisions: StoredRevision[],
+  decoded: Map<string, { stamp: string; recorded: RecordedRelease }>,
+): RecordLookup {
   const latest = revisions[revisions.length - 1];
   if (latest === undefined) return { skipped: 'not installed' };
   if (latest.status !== 'deployed') {
@@ -108,21 +127,26 @@ function pick(release: { name: string; namespace: string }, revisions: StoredRev
       skipped: `helm revision ${latest.revision} is ${latest.status}; drift is checked once a revision is deployed`,
     };
   }
+  const key = releaseKey(release.namespace, release.name);
+  const stamp = `${latest.secret.metadata?.uid ?? ''}/${latest.secret.metadata?.resourceVersion ?? ''}`;
+  const known = decoded.get(key);
+  if (known?.stamp === stamp) return { recorded: known.recorded };
   let record: Record<string, unknown>;
+  let objects: AnyObject[];
   try {
     record = decodeRelease(latest.secret);
+    objects = parseManifest(typeof record.manifest === 'string' ? record.manifest : '');
   } catch (err) {
-    return { failed: `cannot decode helm revision ${latest.revision}: ${(err as Error).message}` };
+    return { failed: `cannot read helm revision ${latest.revision}: ${(err as Error).message}` };
   }
   // Take only what drift needs; `config` (the values) goes out of scope here.
-  const manifest = typeof record.manifest === 'string' ? record.manifest : '';
-  return {
-    recorded: {
-      name: release.name,
-      namespace: release.namespace,
-      revision: latest.revision,
-      applyMethod: record.apply_method === 'ssa' ? 'ssa' : 'csa',
-      manifest,
-    },
+  const recorded: RecordedRelease = {
+    name: release.name,
+    namespace: release.namespace,
+    revision: latest.revision,
+    applyMethod: record.apply_method === 'ssa' ? 'ssa' : 'csa',
+    objects,
   };
+  decoded.set(key, { stamp, recorded });
+  return { recorded };
 }
