@@ -321,6 +321,22 @@ describe.each([
     // Corrected means clean: the next check finds nothing, and writes the release ready.
     expect(await drift.check({ plan: planOf(release) })).toEqual({ drifted: 0, corrected: 0, failed: 0 });
     expect((await status.get(name))?.drift?.count).toBe(0);
+
+    // helm keeps working on the corrected objects: the next upgrade applies, and is the new reference.
+    await helm.upgradeInstall({
+      release: name,
+      namespace,
+      chart,
+      values: { password: PASSWORD, replicas: 3 },
+      redact: [PASSWORD],
+      timeoutSeconds: 60,
+      wait: false,
+      rollbackOnFailure: false,
+      createNamespace: false,
+      serverSide,
+    });
+    expect(await replicas(release)).toBe(3);
+    expect(await drift.check({ plan: planOf(release) })).toEqual({ drifted: 0, corrected: 0, failed: 0 });
   });
 
   it('in warn mode reports drift and changes nothing', async () => {

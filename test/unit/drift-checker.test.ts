@@ -4,6 +4,7 @@
 // one in test/integration/drift.test.ts; the fake only merges maps.
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import type { DriftChecker } from '../../src/agent/agent.js';
 import { encodeRelease } from '../../src/converge/helm-storage.js';
 import type { AnyObject, JsonPatchOperation } from '../../src/kube/client.js';
 import type { DriftMode } from '../../src/model/releases.js';
@@ -433,5 +434,16 @@ describe('a drift check', () => {
     await t.drift.check({ plan });
     expect(decoded).toBe(1);
     expect(t.cluster.calls.filter((c) => c.startsWith('dry-run'))).toHaveLength(4);
+  });
+
+  it("is the agent loop's DriftChecker", async () => {
+    const t = setup({ secrets: [storageSecret('web', 'web', 1, 'deployed')] });
+    installed(t.cluster, 'web', 5);
+    const checker: DriftChecker = t.drift;
+    const result = await checker.check({
+      plan: planOf([{ name: 'web' }]),
+      snapshot: { revision: 'a'.repeat(40), dir: '/nowhere' },
+    });
+    expect(result).toEqual({ drifted: 1, corrected: 1, failed: 0 });
   });
 });
