@@ -115,7 +115,17 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   }
 
   async function check(input: { plan: ClusterPlan }): Promise<DriftCheckResult> {
-    const targets = targetsOf(input.plan);
+    try {
+      return await checkAll(input.plan);
+    } catch (err) {
+      // The agent logs it and counts the pass's drift check failed; the metric says so too.
+      deps.metrics?.driftChecked({ drifted: 0, corrected: 0, failed: 1 }, now());
+      throw err;
+    }
+  }
+
+  async function checkAll(plan: ClusterPlan): Promise<DriftCheckResult> {
+    const targets = targetsOf(plan);
     const active = targets.filter((t) => t.mode !== 'off');
     const statuses = await readStatuses();
     await clearSwitchedOff(
@@ -294,7 +304,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
         target.name,
         'Warning',
         'DriftDetected',
-        detectedMessage(recorded.revision, drift, mode),
+        detectedMessage(recorded.revision, sortDrift(drift), mode),
       );
     }
 
