@@ -162,18 +162,22 @@ func serve(args []string) error {
 		debug.SetMemoryLimit(384 << 20)
 	}
 
-	etcdPort, err := freePort()
-	if err != nil {
+	// The same ports as last time where they are still free, so that kubeconfigs handed
+	// out before a restart (`npm run cluster -- down/up`, minted users) keep working.
+	ports := loadPorts(filepath.Join(root, "ports.json"))
+	if ports.Etcd, err = freePort(ports.Etcd); err != nil {
 		return err
 	}
-	peerPort, err := freePort()
-	if err != nil {
+	if ports.Peer, err = freePort(ports.Peer); err != nil {
 		return err
 	}
-	apiPort, err := freePort()
-	if err != nil {
+	if ports.API, err = freePort(ports.API); err != nil {
 		return err
 	}
+	if data, err := json.Marshal(ports); err == nil {
+		_ = os.WriteFile(filepath.Join(root, "ports.json"), data, 0o600)
+	}
+	etcdPort, peerPort, apiPort := ports.Etcd, ports.Peer, ports.API
 
 	etcd, err := startEtcd(filepath.Join(root, "etcd"), etcdPort, peerPort)
 	if err != nil {
@@ -388,7 +392,29 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func freePort() (int, error) {
+type portSet struct {
+	API  int `json:"api"`
+	Etcd int `json:"etcd"`
+	Peer int `json:"peer"`
+}
+
+func loadPorts(path string) portSet {
+	var p portSet
+	if data, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(data, &p)
+	}
+	return p
+}
+
+// freePort returns preferred if it can be listened on, otherwise a free port chosen by
+// the kernel.
+func freePort(preferred int) (int, error) {
+	if preferred > 0 {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", preferred)); err == nil {
+			l.Close()
+			return preferred, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
