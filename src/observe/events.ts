@@ -25,6 +25,7 @@ export const EVENT_REASONS = [
   'DriftDetected',
   'DriftCorrected',
   'DriftCorrectionFailed',
+  'DriftCheckFailed',
   'PlanPending',
   'Approved',
   'ApprovalRejected',
