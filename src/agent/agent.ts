@@ -126,8 +126,13 @@ export class Agent {
     return plan;
   };
 
-  /** One full pass: fetch, plan, gate, converge, drift check. */
-  async pass(opts: { forceDrift?: boolean; signal?: AbortSignal } = {}): Promise<PassResult> {
+  /**
+   * One full pass: fetch, plan, gate, converge, drift check. `signal` stops starting new
+   * work (helm processes in flight finish); `cancel` also stops those (lease lost).
+   */
+  async pass(
+    opts: { forceDrift?: boolean; signal?: AbortSignal; cancel?: AbortSignal } = {},
+  ): Promise<PassResult> {
     const started = this.now();
     const result = await this.passInner(opts);
     this.state.lastPassAt = this.now();
@@ -137,7 +142,11 @@ export class Agent {
     return result;
   }
 
-  private async passInner(opts: { forceDrift?: boolean; signal?: AbortSignal }): Promise<PassResult> {
+  private async passInner(opts: {
+    forceDrift?: boolean;
+    signal?: AbortSignal;
+    cancel?: AbortSignal;
+  }): Promise<PassResult> {
     const { config, log } = this.deps;
     let head: Snapshot;
     try {
@@ -212,7 +221,7 @@ export class Agent {
           convergeResult = await converge(
             toApply.plan,
             toApply.snapshot.revision,
-            this.convergeDeps(toApply.snapshot, opts.signal),
+            this.convergeDeps(toApply.snapshot, opts.signal, opts.cancel),
           );
         } catch (err) {
           const error = describeError(err);
@@ -228,7 +237,14 @@ export class Agent {
     let drift: PassResult['drift'];
     const driftDue = opts.forceDrift || this.now() - this.lastDriftAt >= config.driftIntervalSeconds * 1000;
     // A manual cluster whose head waits for approval still self-heals what it runs.
-    if (this.deps.drift && config.drift !== 'off' && driftDue && (this.lastRevision || pending)) {
+    const stopping = opts.signal?.aborted === true;
+    if (
+      this.deps.drift &&
+      config.drift !== 'off' &&
+      driftDue &&
+      (this.lastRevision || pending) &&
+      !stopping
+    ) {
       try {
         const applied =
           this.planCache && this.planCache.revision === this.lastRevision
@@ -253,7 +269,7 @@ export class Agent {
     };
   }
 
-  private convergeDeps(snapshot: Snapshot, signal?: AbortSignal): ConvergeDeps {
+  private convergeDeps(snapshot: Snapshot, signal?: AbortSignal, cancel?: AbortSignal): ConvergeDeps {
     const { config } = this.deps;
     return {
       helm: this.deps.helm,
@@ -266,6 +282,7 @@ export class Agent {
       prune: config.prune,
       concurrency: config.concurrency,
       ...(signal ? { signal } : {}),
+      ...(cancel ? { cancel } : {}),
       ...(this.deps.log ? { log: this.deps.log } : {}),
     };
   }
@@ -276,18 +293,24 @@ export class Agent {
   }
 
   /**
-   * Runs passes until `signal` aborts, reporting each to `onPass`. Source failures back off
-   * exponentially with jitter.
+   * Runs passes until `signal` aborts, reporting each to `onPass`; `cancel` is the pass's
+   * (see pass). Source failures back off exponentially with jitter.
    */
-  async loop(signal: AbortSignal, onPass?: (result: PassResult) => void): Promise<void> {
+  async loop(
+    signal: AbortSignal,
+    onPass?: (result: PassResult) => void,
+    cancel?: AbortSignal,
+  ): Promise<void> {
     const random = this.deps.random ?? Math.random;
     while (!signal.aborted) {
-      const result = await this.pass({ signal });
+      const result = await this.pass({ signal, ...(cancel ? { cancel } : {}) });
       onPass?.(result);
       this.deps.log?.info(
         { outcome: result.outcome, revision: result.revision, pending: result.pending, error: result.error },
         'pass finished',
       );
+      // Stopped during the pass: an 'abort' listener added now would never fire.
+      if (signal.aborted) break;
       let delay = this.deps.config.intervalSeconds * 1000;
       if (result.outcome === 'source-error') {
         const backoff = Math.min(5000 * 2 ** Math.min(this.sourceFailures - 1, 10), 300_000);

@@ -22,7 +22,7 @@ import { ensureCrds } from '../observe/crds.js';
 import { createEventRecorder } from '../observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
 import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
-import { startServer } from '../observe/server.js';
+import { startServer, type AgentServer } from '../observe/server.js';
 import { createStatusStore, type ReleaseState } from '../observe/status.js';
 import { secretDigestKey } from '../plan/digest.js';
 import { loadAgeIdentities } from '../resolve/age-key.js';
@@ -322,6 +322,7 @@ export async function runAgent(
       const result = await agent.pass({
         forceDrift: true,
         signal: AbortSignal.any([stop.signal, lost.signal]),
+        cancel: lost.signal,
       });
       onPass(result);
       log.info(summary(result), 'pass finished');
@@ -336,8 +337,8 @@ export async function runAgent(
   }
 
   const webhookSecret = config.webhookSecretFile;
-  const server = config.listen
-    ? await startServer(config.listen, {
+  const listening = config.listen
+    ? startServer(config.listen, {
         health: () => agent.health(),
         // A standby replica is ready: it is healthy and waiting for the Lease. Otherwise a
         // rolling update or a drain would wait forever for a pod that cannot lead yet.
@@ -355,6 +356,22 @@ export async function runAgent(
         log,
       })
     : undefined;
+  let server: AgentServer | undefined;
+  try {
+    server = await listening;
+  } catch (err) {
+    // Address in use, or not ours to bind: a configuration problem, not a crash.
+    const reason = (err as NodeJS.ErrnoException).code ?? describeError(err);
+    log.error(
+      {
+        err: `cannot listen on ${config.listen}: ${reason}`,
+        hint: 'set another address with --listen (MOORING_LISTEN)',
+      },
+      'cannot start the agent',
+    );
+    await built.events.flush();
+    return EXIT.usage;
+  }
   if (server) {
     log.info({ address: server.address }, 'listening');
     hooks.onListening?.(server.address);
@@ -364,8 +381,12 @@ export async function runAgent(
     if (!elector) {
       await agent.loop(stop.signal, onPass);
     } else {
-      // Lead, then loop; on losing the lease, stop converging and go back to waiting.
-      const electing = elector.run(stop.signal);
+      // Lead, then loop; on losing the lease, stop converging and go back to waiting. The
+      // lease is kept (renewed) until the loop is over, helm processes in flight included:
+      // another replica must not take over while this one still runs helm.
+      const electionDone = new AbortController();
+      kill.signal.addEventListener('abort', () => electionDone.abort(), { once: true });
+      const electing = elector.run(electionDone.signal);
       while (!stop.signal.aborted) {
         // elector.run() does the acquiring and renewing; a second caller would race it (two
         // writes of one resourceVersion: the loser's 409 reads as "held by another" and the
@@ -375,10 +396,12 @@ export async function runAgent(
         const watch = setInterval(() => {
           if (!elector.isLeader()) lost.abort();
         }, 1000);
+        // Losing the lease stops new work and cancels helm in flight: someone else leads now.
         const both = AbortSignal.any([stop.signal, lost.signal]);
-        await agent.loop(both, onPass);
+        await agent.loop(both, onPass, lost.signal);
         clearInterval(watch);
       }
+      electionDone.abort();
       await electing;
     }
   } finally {

@@ -8,7 +8,7 @@ import type { PlannedRelease } from '../plan/cluster-plan.js';
 import { chartSource } from '../plan/cluster-plan.js';
 import { nextAction, retryDelaySeconds, type Action, type ConvergeRecord } from './decide.js';
 import type { Helm } from './helm.js';
-import { listRevisions, observe, unlockPending } from './helm-storage.js';
+import { listRevisions, observe, unlockPending, type StoredRevision } from './helm-storage.js';
 import { runInOrder } from './scheduler.js';
 
 export type ReleaseState =
@@ -56,8 +56,12 @@ export interface ConvergeDeps {
   root: string;
   cluster: string;
   prune: boolean;
+  /** helm processes at once (upgrades, uninstalls); reading state and writing records runs wider. */
   concurrency: number;
+  /** Stops starting new work (agent shutdown); helm processes already running finish. */
   signal?: AbortSignal;
+  /** Stops helm processes in flight too (the leader lease was lost: someone else converges now). */
+  cancel?: AbortSignal;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
@@ -75,6 +79,10 @@ export interface ConvergeResult {
   /** Every release ready (or pruned/orphaned), none failed or waiting. */
   converged: boolean;
 }
+
+const SHUTDOWN = 'not started: the agent is shutting down';
+/** Releases observed and recorded at once, whatever `concurrency` allows for helm. */
+const BOOKKEEPING_CONCURRENCY = 16;
 
 const MANAGED_LABELS = (cluster: string) => ({ 'mooring.io/managed': 'true', 'mooring.io/cluster': cluster });
 
@@ -104,19 +112,20 @@ export async function converge(
 
   const valid = plan.releases.filter((r) => !r.error && r.digest && r.resolved);
   const dependsOn = new Map(valid.map((r) => [r.name, r.dependsOn.filter((d) => wanted.has(d))]));
+  // `concurrency` bounds helm processes, the costly part. Observing helm's storage and
+  // recording releases that need nothing are a few API calls each and run wider, so a
+  // changed release does not queue behind the bookkeeping of unchanged ones.
+  const helmSlots = semaphore(deps.concurrency);
   const { done, blocked } = await runInOrder({
     dependsOn,
-    concurrency: deps.concurrency,
+    concurrency: Math.max(deps.concurrency, BOOKKEEPING_CONCURRENCY),
     ...(deps.signal ? { signal: deps.signal } : {}),
     succeeded: (o: ReleaseOutcome) => o.state === 'ready',
-    run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps),
+    run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps, helmSlots),
   });
   outcomes.push(...done.values());
   for (const [name, dep] of blocked) {
-    const error =
-      dep === 'shutdown'
-        ? 'not started: the agent is shutting down'
-        : `waiting for ${dep}, which is not ready`;
+    const error = dep === 'shutdown' ? SHUTDOWN : `waiting for ${dep}, which is not ready`;
     if (dep !== 'shutdown') {
       await deps.records.update(name, { state: 'waiting', desiredRevision: revision, lastError: error });
     }
@@ -126,6 +135,10 @@ export async function converge(
   // Releases mooring manages that left Git (or were disabled).
   for (const record of records.values()) {
     if (wanted.has(record.name) || record.state === 'pruned') continue;
+    if (deps.signal?.aborted) {
+      outcomes.push({ name: record.name, action: 'blocked', state: 'waiting', error: SHUTDOWN });
+      continue;
+    }
     outcomes.push(await removeRelease(record, deps));
   }
 
@@ -141,9 +154,9 @@ async function convergeRelease(
   record: ReleaseRecord | undefined,
   revision: string,
   deps: ConvergeDeps,
+  helmSlots: Semaphore,
 ): Promise<ReleaseOutcome> {
   const name = release.name;
-  const resolved = release.resolved!;
   const digest = release.digest!;
   const base: RecordPatch = {
     namespace: release.namespace,
@@ -206,88 +219,17 @@ async function convergeRelease(
       throw new Error(`unexpected action ${action.kind} for a desired release`);
     }
 
-    await deps.records.update(name, {
-      ...base,
-      state: 'progressing',
-      lastAttemptAt: iso(deps.now()),
-      managed: true,
-    });
-    const before = observe(stored);
+    // Wait for a helm slot first: a release queued behind others is not progressing yet,
+    // and one still queued when the agent stops is simply not started.
+    const freeSlot = await helmSlots.acquire();
+    if (deps.signal?.aborted) {
+      freeSlot();
+      return { name, action: 'blocked', state: 'waiting', error: SHUTDOWN };
+    }
     try {
-      const result = await deps.helm.upgradeInstall({
-        ...chartSource(deps.root, resolved.release.chart),
-        release: name,
-        namespace: release.namespace,
-        values: resolved.merge.userValues,
-        redact: resolved.secretStrings,
-        timeoutSeconds: resolved.release.timeoutSeconds,
-        wait: resolved.release.wait,
-        rollbackOnFailure: true,
-        // Git is the authority: fields someone took over by hand (kubectl edit) go back to helm.
-        forceConflicts: true,
-        createNamespace: resolved.release.createNamespace,
-        labels: MANAGED_LABELS(deps.cluster),
-        description: `mooring ${short(revision)}`,
-        ...(deps.signal ? { signal: deps.signal } : {}),
-      });
-      await deps.records.update(name, {
-        ...base,
-        state: 'ready',
-        deployedRevision: revision,
-        deployedDigest: digest,
-        helmRevision: result.revision,
-        helmStatus: result.status,
-        lastError: null,
-        failedDigest: null,
-        failures: 0,
-        retryAt: null,
-        lastSuccessAt: iso(deps.now()),
-      });
-      deps.events.emit(
-        name,
-        'Normal',
-        'Converged',
-        `${action.kind === 'install' ? 'installed' : 'upgraded'} to revision ${short(revision)} (helm revision ${result.revision})`,
-      );
-      deps.log?.info(
-        { release: name, revision, helmRevision: result.revision, action: action.kind },
-        'converged',
-      );
-      return { name, action: action.kind, state: 'ready', helmRevision: result.revision };
-    } catch (err) {
-      const error = describeError(err);
-      const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
-      const after = observe(await listRevisions(deps.core, release.namespace, name));
-      const rolledBack =
-        after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
-      await deps.records.update(name, {
-        ...base,
-        state: 'failed',
-        lastError: error,
-        failedDigest: digest,
-        failures,
-        retryAt: deps.now() + retryDelaySeconds(failures) * 1000,
-        ...(after ? { helmStatus: after.status } : {}),
-        // Helm's rollback made a new revision that holds the last good state.
-        ...(rolledBack ? { helmRevision: after.revision } : {}),
-      });
-      deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
-      if (rolledBack) {
-        deps.events.emit(
-          name,
-          'Warning',
-          'RolledBack',
-          `rolled back to the last good state (helm revision ${after.revision})`,
-        );
-      }
-      deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
-      return {
-        name,
-        action: action.kind,
-        state: 'failed',
-        error,
-        ...(rolledBack ? { helmRevision: after.revision } : {}),
-      };
+      return await upgradeRelease(release, record, revision, deps, base, action.kind, stored);
+    } finally {
+      freeSlot();
     }
   } catch (err) {
     const error = describeError(err);
@@ -302,6 +244,103 @@ async function convergeRelease(
   }
 }
 
+/** helm upgrade --install of one release (holding a helm slot), and its record and Events. */
+async function upgradeRelease(
+  release: PlannedRelease,
+  record: ReleaseRecord | undefined,
+  revision: string,
+  deps: ConvergeDeps,
+  base: RecordPatch,
+  kind: 'install' | 'upgrade',
+  stored: StoredRevision[],
+): Promise<ReleaseOutcome> {
+  const name = release.name;
+  const resolved = release.resolved!;
+  const digest = release.digest!;
+  await deps.records.update(name, {
+    ...base,
+    state: 'progressing',
+    lastAttemptAt: iso(deps.now()),
+    managed: true,
+  });
+  const before = observe(stored);
+  try {
+    const result = await deps.helm.upgradeInstall({
+      ...chartSource(deps.root, resolved.release.chart),
+      release: name,
+      namespace: release.namespace,
+      values: resolved.merge.userValues,
+      redact: resolved.secretStrings,
+      timeoutSeconds: resolved.release.timeoutSeconds,
+      wait: resolved.release.wait,
+      rollbackOnFailure: true,
+      // Git is the authority: fields someone took over by hand (kubectl edit) go back to helm.
+      forceConflicts: true,
+      createNamespace: resolved.release.createNamespace,
+      labels: MANAGED_LABELS(deps.cluster),
+      description: `mooring ${short(revision)}`,
+      // Not deps.signal: on shutdown the upgrade in flight finishes (within the grace period
+      // the helm adapter enforces); only a lost lease cancels it.
+      ...(deps.cancel ? { signal: deps.cancel } : {}),
+    });
+    await deps.records.update(name, {
+      ...base,
+      state: 'ready',
+      deployedRevision: revision,
+      deployedDigest: digest,
+      helmRevision: result.revision,
+      helmStatus: result.status,
+      lastError: null,
+      failedDigest: null,
+      failures: 0,
+      retryAt: null,
+      lastSuccessAt: iso(deps.now()),
+    });
+    deps.events.emit(
+      name,
+      'Normal',
+      'Converged',
+      `${kind === 'install' ? 'installed' : 'upgraded'} to revision ${short(revision)} (helm revision ${result.revision})`,
+    );
+    deps.log?.info({ release: name, revision, helmRevision: result.revision, action: kind }, 'converged');
+    return { name, action: kind, state: 'ready', helmRevision: result.revision };
+  } catch (err) {
+    const error = describeError(err);
+    const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
+    const after = observe(await listRevisions(deps.core, release.namespace, name));
+    const rolledBack =
+      after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
+    await deps.records.update(name, {
+      ...base,
+      state: 'failed',
+      lastError: error,
+      failedDigest: digest,
+      failures,
+      retryAt: deps.now() + retryDelaySeconds(failures) * 1000,
+      ...(after ? { helmStatus: after.status } : {}),
+      // Helm's rollback made a new revision that holds the last good state.
+      ...(rolledBack ? { helmRevision: after.revision } : {}),
+    });
+    deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
+    if (rolledBack) {
+      deps.events.emit(
+        name,
+        'Warning',
+        'RolledBack',
+        `rolled back to the last good state (helm revision ${after.revision})`,
+      );
+    }
+    deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
+    return {
+      name,
+      action: kind,
+      state: 'failed',
+      error,
+      ...(rolledBack ? { helmRevision: after.revision } : {}),
+    };
+  }
+}
+
 async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise<ReleaseOutcome> {
   const name = record.name;
   if (!record.namespace) return { name, action: 'none', state: 'orphaned' };
@@ -312,7 +351,7 @@ async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise
       await deps.helm.uninstall(name, record.namespace, {
         wait: true,
         timeoutSeconds: 300,
-        ...(deps.signal ? { signal: deps.signal } : {}),
+        ...(deps.cancel ? { signal: deps.cancel } : {}),
       });
       await deps.records.remove(name);
       deps.events.emit(
@@ -353,4 +392,28 @@ function iso(ms: number): string {
 
 export function short(revision: string): string {
   return revision.slice(0, 7);
+}
+
+interface Semaphore {
+  /** Resolves with a function that gives the slot back, once a slot is free. */
+  acquire(): Promise<() => void>;
+}
+
+function semaphore(slots: number): Semaphore {
+  let free = Math.max(1, slots);
+  const queue: Array<() => void> = [];
+  const release = () => {
+    const next = queue.shift();
+    if (next) next();
+    else free++;
+  };
+  return {
+    acquire() {
+      if (free > 0) {
+        free--;
+        return Promise.resolve(release);
+      }
+      return new Promise((resolve) => queue.push(() => resolve(release)));
+    },
+  };
 }

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   configData,
+  kubectl,
   eventReasons,
   helmRevisions,
   processGroup,
@@ -199,5 +200,79 @@ describe('a --once pass that outlasts the lease', () => {
     } finally {
       await replica.stop();
     }
+  });
+});
+
+describe('SIGTERM during an upgrade', () => {
+  const cluster = uniqueName('term');
+  const agentNs = `${cluster}-agent`;
+  let repo: TestRepo;
+
+  beforeAll(async () => {
+    repo = await rig.createRepo(rig.clusterRepo(cluster, { app: {} }, { app: 'config: {v: "1"}\n' }));
+    const setup = await runOnce(rig.agentFor(cluster, repo), rig.env);
+    expect(setup.code, setup.log()).toBe(0);
+  });
+
+  it('lets the helm process in flight finish, records the result, then exits 0', async () => {
+    const change = await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, { app: { timeout: '60s' } }),
+      'environments/test/values/app.yaml': 'config: {v: "2"}\nneverReady: true\n',
+    });
+    const agent = spawnAgent(
+      [
+        '--repo',
+        repo.url,
+        '--cluster',
+        cluster,
+        '--namespace',
+        agentNs,
+        '--identity',
+        'draining',
+        '--work-dir',
+        `${rig.dir}/draining-work`,
+        '--interval',
+        '1h',
+        '--listen',
+        '127.0.0.1:0',
+      ],
+      rig.env,
+    );
+    await waitFor('helm to be upgrading app', async () => {
+      const revisions = await helmRevisions(rig.clients, `${cluster}-app`, 'app');
+      return revisions.at(-1)?.status === 'pending-upgrade';
+    });
+    process.kill(agent.pid, 'SIGTERM');
+    await waitFor('the agent to say it is stopping', async () =>
+      agent.output().includes('finishing work in flight'),
+    );
+    // While it drains it keeps the lease: no other replica may start helm meanwhile.
+    await new Promise((r) => setTimeout(r, 2500));
+    const lease = await rig.clients.coordination.readNamespacedLease({
+      name: `mooring-${cluster}`,
+      namespace: agentNs,
+    });
+    expect(lease.spec?.holderIdentity).toBe('draining');
+    // The rollout gets ready while the agent drains: the upgrade succeeds.
+    await kubectl(
+      rig.kubeconfig,
+      '-n',
+      `${cluster}-app`,
+      'label',
+      'deployment',
+      'app',
+      'mooring.dev/never-ready-',
+    );
+
+    expect(await agent.exited, agent.output()).toMatchObject({ exitCode: 0 });
+    expect((await helmRevisions(rig.clients, `${cluster}-app`, 'app')).map((r) => r.status)).toEqual([
+      'superseded',
+      'deployed',
+    ]);
+    expect(await readRelease(rig.clients, agentNs, 'app')).toMatchObject({
+      state: 'ready',
+      deployedRevision: change,
+      helmRevision: 2,
+    });
   });
 });

@@ -504,7 +504,14 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv): AgentProcess
     pid,
     output: () => output,
     exited: child.then((r) => ({ exitCode: r.exitCode, signal: r.signal })),
-    killGroup: (signal) => process.kill(-pid, signal),
+    killGroup: (signal) => {
+      try {
+        process.kill(-pid, signal);
+      } catch (err) {
+        // Already gone.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    },
   };
 }
 
