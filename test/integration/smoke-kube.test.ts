@@ -1,11 +1,20 @@
 // The local Kubernetes rig, checked end to end: the control plane started by the
 // integration project's global setup serves what mooring relies on. Helm installs into
 // it, the Kubernetes client reads the result back, RBAC is enforced for a non-admin user,
-// and namespaces can be deleted (the in-process namespace controller finishes the job).
+// CustomResourceDefinitions and ValidatingAdmissionPolicies work, and namespaces can be
+// deleted (the in-process namespace controller finishes the job).
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiException, AppsV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  ApiextensionsV1Api,
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  RbacAuthorizationV1Api,
+} from '@kubernetes/client-node';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kubeconfigPath, makeKubeConfig, mintUser, uniqueName } from '../rig/kube.js';
@@ -205,5 +214,115 @@ describe('the local control plane', () => {
       async () => (await statusOf(core.readNamespace({ name: namespace }))) === 404,
     );
     expect(await statusOf(core.readNamespacedConfigMap({ name: 'left-behind', namespace }))).toBe(404);
+  });
+
+  it('serves a CustomResourceDefinition and enforces a ValidatingAdmissionPolicy', async () => {
+    const kc = makeKubeConfig();
+    const namespace = await createNamespace('smoke-policy');
+    const extensions = kc.makeApiClient(ApiextensionsV1Api);
+    const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    // Cluster-scoped objects: names unique to this test, removed at its end.
+    const group = `${uniqueName('smoke')}.mooring.test`;
+    const crdName = `widgets.${group}`;
+    const policyName = uniqueName('smoke-no-forbidden-key');
+    try {
+      await extensions.createCustomResourceDefinition({
+        body: {
+          metadata: { name: crdName },
+          spec: {
+            group,
+            names: { kind: 'Widget', plural: 'widgets', singular: 'widget' },
+            scope: 'Namespaced',
+            versions: [
+              {
+                name: 'v1',
+                served: true,
+                storage: true,
+                schema: {
+                  openAPIV3Schema: {
+                    type: 'object',
+                    properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+                  },
+                },
+              },
+            ],
+          },
+        },
+      });
+      await eventually(`CRD ${crdName} is established`, async () => {
+        const crd = await extensions.readCustomResourceDefinition({ name: crdName });
+        return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
+      });
+      const custom = kc.makeApiClient(CustomObjectsApi);
+      const widget = { group, version: 'v1', namespace, plural: 'widgets' };
+      await eventually('the widgets resource is served', async () => {
+        const status = await statusOf(
+          custom.createNamespacedCustomObject({
+            ...widget,
+            body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } },
+          }),
+        );
+        return status === 'ok' || status === 409;
+      });
+      expect(await custom.getNamespacedCustomObject({ ...widget, name: 'w1' })).toMatchObject({
+        spec: { size: 3 },
+      });
+
+      await admission.createValidatingAdmissionPolicy({
+        body: {
+          metadata: { name: policyName },
+          spec: {
+            failurePolicy: 'Fail',
+            matchConstraints: {
+              resourceRules: [
+                { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['configmaps'] },
+              ],
+            },
+            validations: [
+              {
+                expression: "!has(object.data) || !('forbidden' in object.data)",
+                message: 'no forbidden key',
+              },
+            ],
+          },
+        },
+      });
+      await admission.createValidatingAdmissionPolicyBinding({
+        body: {
+          metadata: { name: policyName },
+          spec: {
+            policyName,
+            validationActions: ['Deny'],
+            matchResources: {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+            },
+          },
+        },
+      });
+      const configMap = (key: string) => ({ metadata: { name: `cm-${key}` }, data: { [key]: 'x' } });
+      // Admission picks the policy up from its informers, a moment later; dry runs are
+      // admitted (or not) like real requests but leave nothing behind.
+      await eventually(
+        'the policy denies a forbidden key',
+        async () =>
+          (await statusOf(
+            core.createNamespacedConfigMap({ namespace, body: configMap('forbidden'), dryRun: 'All' }),
+          )) === 422,
+      );
+      expect(await statusOf(core.createNamespacedConfigMap({ namespace, body: configMap('allowed') }))).toBe(
+        'ok',
+      );
+      // The binding selects this namespace only.
+      const other = await createNamespace('smoke-policy-other');
+      expect(
+        await statusOf(
+          core.createNamespacedConfigMap({ namespace: other, body: configMap('forbidden'), dryRun: 'All' }),
+        ),
+      ).toBe('ok');
+    } finally {
+      await admission.deleteValidatingAdmissionPolicyBinding({ name: policyName }).catch(() => undefined);
+      await admission.deleteValidatingAdmissionPolicy({ name: policyName }).catch(() => undefined);
+      await extensions.deleteCustomResourceDefinition({ name: crdName }).catch(() => undefined);
+    }
   });
 });
