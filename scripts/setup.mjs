@@ -116,15 +116,28 @@ function ensureControlPlane() {
   s.write(want);
 }
 
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
 function ensureBuild() {
-  log('compiling TypeScript (dist/)');
-  run(
-    process.execPath,
-    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: root,
-    },
+  // tsc takes a while on two busy cores: skip it when dist/ is newer than every source.
+  const stampFile = join(root, 'dist', '.build-stamp');
+  const inputs = Math.max(
+    newestMtime(join(root, 'src')),
+    ...['tsconfig.json', 'tsconfig.build.json', 'package-lock.json'].map((f) => statSync(join(root, f)).mtimeMs),
   );
+  if (existsSync(stampFile) && statSync(stampFile).mtimeMs >= inputs) return;
+  log('compiling TypeScript (dist/)');
+  run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: root,
+  });
+  writeFileSync(stampFile, new Date().toISOString());
 }
 
 try {
