@@ -8,7 +8,9 @@ import * as k8s from '@kubernetes/client-node';
 export const NEVER_READY_LABEL = 'mooring.dev/never-ready';
 
 /**
- * @param {{ kubeconfig: string, onError?: (err: unknown) => void }} opts
+ * `namespaces` limits it to the namespaces a test owns, so that tests sharing one control
+ * plane do not mark each other's Deployments ready.
+ * @param {{ kubeconfig: string, namespaces?: (namespace: string) => boolean, onError?: (err: unknown) => void }} opts
  * @returns {Promise<{ stop(): void, marked: () => number }>}
  */
 export async function startFakeKubelet(opts) {
@@ -24,6 +26,7 @@ export async function startFakeKubelet(opts) {
   async function markReady(d) {
     const meta = d.metadata ?? {};
     if (meta.labels?.[NEVER_READY_LABEL] === 'true' || meta.deletionTimestamp) return;
+    if (opts.namespaces && !opts.namespaces(meta.namespace ?? '')) return;
     const replicas = d.spec?.replicas ?? 1;
     const generation = meta.generation ?? 1;
     const s = d.status ?? {};
