@@ -19,6 +19,7 @@ import {
 } from '../kube/client.js';
 import { createLeaderElector } from '../kube/lease.js';
 import { ensureCrds } from '../observe/crds.js';
+import { createDriftChecker, loadIgnoreFile } from '../observe/drift/index.js';
 import { createEventRecorder } from '../observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
 import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
@@ -185,6 +186,16 @@ export async function buildAgent(
       digestKey,
     },
     gate,
+    drift: createDriftChecker({
+      objects: clients.objects,
+      core: clients.core,
+      status,
+      events,
+      metrics,
+      mode: config.drift,
+      ignore: config.driftIgnoreFile ? loadIgnoreFile(config.driftIgnoreFile) : [],
+      log: log.child({ component: 'drift' }),
+    }),
     metrics,
     log,
   });
@@ -496,6 +507,10 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--prune', 'uninstall releases that left Git (only those mooring installed)')
     .option('--interval <duration>', 'time between polls (default 1m)')
     .option('--drift-interval <duration>', 'time between drift checks (default 5m)')
+    .option(
+      '--drift-ignore-file <file>',
+      'agent-wide drift ignore rules (YAML list of {path, kind, name, ...})',
+    )
     .option('--once', 'one full pass, then exit with a status code')
     .option('--git-username-file <file>', 'file holding the Git username')
     .option('--git-password-file <file>', 'file holding the Git password or token')
