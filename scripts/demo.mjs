@@ -100,7 +100,7 @@ async function main() {
   writeFileSync(join(creds, 'password'), 'demo-token\n');
   info(`repository ${url}, branch main at ${first.slice(0, 7)}`);
 
-  step(`Running the agent for cluster ${CLUSTER} (mooring run, polling every 5s)`);
+  step(`Running the agent for cluster ${CLUSTER} (mooring run, polling Git and checking drift every 5s)`);
   const args = [
     join(root, 'bin', 'mooring.js'),
     'run',
@@ -121,6 +121,8 @@ async function main() {
     '--work-dir',
     join(work, 'agent'),
     '--interval',
+    '5s',
+    '--drift-interval',
     '5s',
     '--listen',
     '127.0.0.1:0',
@@ -199,6 +201,34 @@ async function main() {
   console.log(
     await run(join(bin, 'kubectl'), ['get', 'mooringreleases', '-n', NAMESPACE], { KUBECONFIG: kubeconfig }),
   );
+
+  step(
+    'Someone scales web by hand (kubectl scale --replicas=5); dev runs drift mode warn, so the agent reports it',
+  );
+  await run(join(bin, 'kubectl'), ['scale', 'deployment', 'web', '-n', 'web', '--replicas=5'], {
+    KUBECONFIG: kubeconfig,
+  });
+  const drifted = await waitFor('the drift check', async () => {
+    const web = (await releases(kubeconfig)).find((r) => r.name === 'web');
+    return web?.state === 'drifted' ? web : undefined;
+  });
+  info(`web is ${drifted.state}: ${(drifted.drift?.fields ?? []).join(', ')}`);
+  const events = await run(
+    join(bin, 'kubectl'),
+    [
+      'get',
+      'events',
+      '-n',
+      NAMESPACE,
+      '--field-selector',
+      'reason=DriftDetected',
+      '-o',
+      'jsonpath={range .items[*]}{.message}{"\\n"}{end}',
+    ],
+    { KUBECONFIG: kubeconfig },
+  );
+  info(`Event DriftDetected: ${events.trim().split('\n')[0]}`);
+  info("with drift mode correct (the default, and prod's) the agent would have put replicas back to 2");
 
   step('Done. Stopping the agent, the Git server and the control plane');
 }
