@@ -130,13 +130,19 @@ function ensureBuild() {
   const stampFile = join(root, 'dist', '.build-stamp');
   const inputs = Math.max(
     newestMtime(join(root, 'src')),
-    ...['tsconfig.json', 'tsconfig.build.json', 'package-lock.json'].map((f) => statSync(join(root, f)).mtimeMs),
+    ...['tsconfig.json', 'tsconfig.build.json', 'package-lock.json'].map(
+      (f) => statSync(join(root, f)).mtimeMs,
+    ),
   );
   if (existsSync(stampFile) && statSync(stampFile).mtimeMs >= inputs) return;
   log('compiling TypeScript (dist/)');
-  run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: root,
-  });
+  run(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+    },
+  );
   writeFileSync(stampFile, new Date().toISOString());
 }
 
