@@ -257,12 +257,13 @@ async function upgradeRelease(
   const name = release.name;
   const resolved = release.resolved!;
   const digest = release.digest!;
-  await deps.records.update(name, {
-    ...base,
-    state: 'progressing',
-    lastAttemptAt: iso(deps.now()),
-    managed: true,
-  });
+  // Written while helm starts, so the record does not delay the upgrade; awaited before the
+  // outcome is written, so 'progressing' can never land after it.
+  const progressing = deps.records
+    .update(name, { ...base, state: 'progressing', lastAttemptAt: iso(deps.now()), managed: true })
+    .catch((err: unknown) => {
+      deps.log?.warn({ release: name, err: describeError(err) }, 'could not record progress');
+    });
   const before = observe(stored);
   try {
     const result = await deps.helm.upgradeInstall({
@@ -283,9 +284,11 @@ async function upgradeRelease(
       // the helm adapter enforces); only a lost lease cancels it.
       ...(deps.cancel ? { signal: deps.cancel } : {}),
     });
+    await progressing;
     await deps.records.update(name, {
       ...base,
       state: 'ready',
+      managed: true,
       deployedRevision: revision,
       deployedDigest: digest,
       helmRevision: result.revision,
@@ -306,6 +309,7 @@ async function upgradeRelease(
     return { name, action: kind, state: 'ready', helmRevision: result.revision };
   } catch (err) {
     const error = describeError(err);
+    await progressing;
     const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
     const after = observe(await listRevisions(deps.core, release.namespace, name));
     const rolledBack =
@@ -313,6 +317,7 @@ async function upgradeRelease(
     await deps.records.update(name, {
       ...base,
       state: 'failed',
+      managed: true,
       lastError: error,
       failedDigest: digest,
       failures,
