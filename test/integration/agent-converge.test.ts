@@ -382,3 +382,28 @@ describe('broken files in Git', () => {
     expect(events.map((e) => `${e.type}/${e.reason}`)).toContain('Warning/InvalidRevision');
   });
 });
+
+describe('a wrong age key', () => {
+  const cluster = uniqueName('key');
+  const agentNs = `${cluster}-agent`;
+
+  it('fails only the releases with SOPS files, naming the file, and installs the others', async () => {
+    const [right, wrong] = await Promise.all([ageKeygen(), ageKeygen()]);
+    const repo = await rig.createRepo({
+      ...rig.clusterRepo(cluster, { web: {}, api: {} }),
+      'environments/test/secrets/api.sops.yaml': await sopsEncrypt('password: for-api-only\n', {
+        recipients: [right.publicKey],
+      }),
+    });
+    const keyFile = await rig.writeFile(`${cluster}/wrong-age.txt`, wrong.keyFile);
+    const run = await runOnce(rig.agentFor(cluster, repo, { ageKeyFile: keyFile }), rig.env);
+
+    expect(run.code, run.log()).toBe(1);
+    expect(calls(run)).toEqual(['upgrade web']);
+    const api = await readRelease(rig.clients, agentNs, 'api');
+    expect(api).toMatchObject({ state: 'failed' });
+    expect(api!.lastError).toContain('environments/test/secrets/api.sops.yaml');
+    expect(await helmRevisions(rig.clients, `${cluster}-api`, 'api')).toEqual([]);
+    expect(await readRelease(rig.clients, agentNs, 'web')).toMatchObject({ state: 'ready', helmRevision: 1 });
+  });
+});
