@@ -98,6 +98,9 @@ export async function converge(
   // Releases with errors in Git (bad values, broken SOPS file, bad dependsOn) change nothing.
   for (const r of plan.releases.filter((x) => x.error)) {
     const error = describeError(r.error);
+    outcomes.push({ name: r.name, action: 'error', state: 'failed', error });
+    // Reported once per revision: Git has to change before the answer can.
+    if (alreadyReported(records.get(r.name), 'failed', revision, error)) continue;
     await deps.records.update(r.name, {
       namespace: r.namespace,
       chart: r.chart,
@@ -107,7 +110,6 @@ export async function converge(
       lastAttemptAt: iso(deps.now()),
     });
     deps.events.emit(r.name, 'Warning', 'InvalidConfiguration', `revision ${short(revision)}: ${error}`);
-    outcomes.push({ name: r.name, action: 'error', state: 'failed', error });
   }
 
   const valid = plan.releases.filter((r) => !r.error && r.digest && r.resolved);
@@ -126,7 +128,7 @@ export async function converge(
   outcomes.push(...done.values());
   for (const [name, dep] of blocked) {
     const error = dep === 'shutdown' ? SHUTDOWN : `waiting for ${dep}, which is not ready`;
-    if (dep !== 'shutdown') {
+    if (dep !== 'shutdown' && !alreadyReported(records.get(name), 'waiting', revision, error)) {
       await deps.records.update(name, { state: 'waiting', desiredRevision: revision, lastError: error });
     }
     outcomes.push({ name, action: 'blocked', state: 'waiting', error });
@@ -389,6 +391,15 @@ async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise
     deps.events.emit(name, 'Warning', 'PruneFailed', error);
     return { name, action: 'error', state: 'failed', error };
   }
+}
+
+function alreadyReported(
+  record: ReleaseRecord | undefined,
+  state: ReleaseState,
+  revision: string,
+  error: string,
+): boolean {
+  return record?.state === state && record.desiredRevision === revision && record.lastError === error;
 }
 
 function iso(ms: number): string {

@@ -353,6 +353,17 @@ describe('broken files in Git', () => {
       'Normal/Converged',
       'Warning/InvalidConfiguration',
     ]);
+
+    // The next pass over the same revision reports nothing new: no write, no Event, no helm.
+    const before = await readRelease(rig.clients, agentNs, 'worker');
+    const again = await runOnce(rig.agentFor(cluster, repo, { ageKeyFile: keyFile }), rig.env);
+    expect(again.code, again.log()).toBe(1);
+    expect(again.helm).toEqual([]);
+    expect(await readRelease(rig.clients, agentNs, 'worker')).toEqual(before);
+    expect(await eventReasons(rig.clients, agentNs, 'worker')).toEqual([
+      'Normal/Converged',
+      'Warning/InvalidConfiguration',
+    ]);
   });
 
   it('refuses a revision whose cluster.yaml is broken as a whole, and changes nothing', async () => {
