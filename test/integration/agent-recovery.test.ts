@@ -1,7 +1,7 @@
 // `mooring run` surviving what happens to real agents: a kill -9 in the middle of a helm
 // upgrade, and a second replica that must not converge while the first one leads.
 // The killed agent is a real `node bin/mooring.js run` process group (run the build first).
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import {
   configData,
   kubectl,
@@ -71,14 +71,16 @@ describe('kill -9 during an upgrade', () => {
       'environments/test/values/app.yaml': 'config: {v: "2"}\nneverReady: true\n',
     });
     const doomed = spawnAgent(flags('doomed'), rig.env);
-    await waitFor('helm to be upgrading app', async () => {
-      const revisions = await helmRevisions(rig.clients, `${cluster}-app`, 'app');
-      return revisions.at(-1)?.status === 'pending-upgrade';
-    });
-    const members = await processGroup(doomed.pid);
-    expect(members.some((p) => /helm upgrade app /.test(p.command))).toBe(true);
-
-    doomed.killGroup('SIGKILL');
+    try {
+      await waitFor('helm to be upgrading app', async () => {
+        const revisions = await helmRevisions(rig.clients, `${cluster}-app`, 'app');
+        return revisions.at(-1)?.status === 'pending-upgrade';
+      });
+      const members = await processGroup(doomed.pid);
+      expect(members.some((p) => /helm upgrade app /.test(p.command))).toBe(true);
+    } finally {
+      doomed.killGroup('SIGKILL');
+    }
     expect(await doomed.exited).toMatchObject({ signal: 'SIGKILL' });
     await waitFor(
       'every process of the killed agent to be gone',
@@ -97,7 +99,7 @@ describe('kill -9 during an upgrade', () => {
       'environments/test/values/app.yaml': 'config: {v: "3"}\n',
     });
     const successor = spawnAgent(flags('successor'), rig.env);
-    const exit = await successor.exited;
+    const exit = await successor.waitForExit();
     expect(exit.exitCode, successor.output()).toBe(0);
 
     expect((await helmRevisions(rig.clients, `${cluster}-app`, 'app')).map((r) => r.status)).toEqual([
@@ -134,6 +136,9 @@ describe('two replicas of one agent', () => {
     const replicas = ['east', 'west'].map((identity) =>
       startLoop(rig.agentFor(cluster, repo, { identity, interval: '1h' }), rig.env),
     );
+    onTestFinished(async () => {
+      await Promise.all(replicas.map((r) => r.stop()));
+    });
     const leaderIndex = await waitFor('a replica to converge', async () => {
       const i = replicas.findIndex((r) => r.passes.some((p) => p.outcome === 'converged'));
       return i >= 0 ? i : undefined;
@@ -238,6 +243,7 @@ describe('SIGTERM during an upgrade', () => {
       ],
       rig.env,
     );
+    onTestFinished(() => agent.killGroup('SIGKILL'));
     await waitFor('helm to be upgrading app', async () => {
       const revisions = await helmRevisions(rig.clients, `${cluster}-app`, 'app');
       return revisions.at(-1)?.status === 'pending-upgrade';
@@ -264,7 +270,7 @@ describe('SIGTERM during an upgrade', () => {
       'mooring.dev/never-ready-',
     );
 
-    expect(await agent.exited, agent.output()).toMatchObject({ exitCode: 0 });
+    expect(await agent.waitForExit(), agent.output()).toMatchObject({ exitCode: 0 });
     expect((await helmRevisions(rig.clients, `${cluster}-app`, 'app')).map((r) => r.status)).toEqual([
       'superseded',
       'deployed',

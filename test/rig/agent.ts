@@ -484,6 +484,8 @@ export interface AgentProcess {
   /** stdout and stderr so far. */
   output(): string;
   exited: Promise<{ exitCode: number | undefined; signal: string | undefined }>;
+  /** `exited`, or an error with the agent's output after `timeoutMs` (the process is then killed). */
+  waitForExit(timeoutMs?: number): Promise<{ exitCode: number | undefined; signal: string | undefined }>;
   /** Sends `signal` to the whole process group: the agent and every helm process it started. */
   killGroup(signal: NodeJS.Signals): void;
 }
@@ -500,17 +502,28 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv): AgentProcess
   });
   child.all?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   const pid = child.pid!;
+  const exited = child.then((r) => ({ exitCode: r.exitCode, signal: r.signal }));
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, signal);
+    } catch (err) {
+      // Already gone.
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  };
   return {
     pid,
     output: () => output,
-    exited: child.then((r) => ({ exitCode: r.exitCode, signal: r.signal })),
-    killGroup: (signal) => {
-      try {
-        process.kill(-pid, signal);
-      } catch (err) {
-        // Already gone.
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-      }
+    exited,
+    killGroup,
+    async waitForExit(timeoutMs = 90_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+      const result = await Promise.race([exited, timeout]);
+      clearTimeout(timer);
+      if (result !== 'timeout') return result;
+      killGroup('SIGKILL');
+      throw new Error(`the agent did not exit within ${timeoutMs}ms; its output:\n${output}`);
     },
   };
 }
