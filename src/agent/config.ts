@@ -27,7 +27,7 @@ export interface AgentConfig {
   namespace: string;
   /** Where snapshots are checked out; an emptyDir in the cluster. */
   workDir: string;
-  /** host:port of the HTTP server (health, metrics, webhook); empty disables it. */
+  /** host:port of the HTTP server (health, metrics, webhook); not started with --once. */
   listen: string;
   webhookSecretFile?: string;
   /** Releases converged at once, when their dependencies allow. */
