@@ -37,7 +37,11 @@ interface FakeKubelet {
   marked(): number;
 }
 const kubeletModule = (await import(new URL('../../scripts/lib/fake-kubelet.mjs', import.meta.url).href)) as {
-  startFakeKubelet(opts: { kubeconfig: string; onError?: (err: unknown) => void }): Promise<FakeKubelet>;
+  startFakeKubelet(opts: {
+    kubeconfig: string;
+    namespaces?: (namespace: string) => boolean;
+    onError?: (err: unknown) => void;
+  }): Promise<FakeKubelet>;
 };
 
 /** A DNS label unique to this run: namespaces, clusters and releases of parallel tests never meet. */
@@ -170,9 +174,14 @@ export async function startRig(
   const repos = join(dir, 'repos');
   await mkdir(repos);
   const server = await startGitServer({ root: repos, ...(options.auth ? { auth: options.auth } : {}) });
-  const kubelet = await kubeletModule.startFakeKubelet({ kubeconfig });
-  const clients = createKubeClients(loadKubeConfig({ kubeconfig }));
   const namespaces = new Set<string>();
+  // Only the namespaces this rig named: other test files on the same control plane keep
+  // Deployments unready on purpose.
+  const kubelet = await kubeletModule.startFakeKubelet({
+    kubeconfig,
+    namespaces: (ns) => namespaces.has(ns),
+  });
+  const clients = createKubeClients(loadKubeConfig({ kubeconfig }));
   let repoCount = 0;
   const releasesYaml = (cluster: string, releases: Record<string, Record<string, unknown>>): string => {
     const out: Record<string, unknown> = {};
