@@ -17,12 +17,6 @@ import {
 } from '../rig/agent.js';
 import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 let rig: AgentRig;
 
 beforeAll(async () => {

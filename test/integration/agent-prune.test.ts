@@ -20,12 +20,6 @@ import {
   type TestRepo,
 } from '../rig/agent.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 let rig: AgentRig;
 
 beforeAll(async () => {

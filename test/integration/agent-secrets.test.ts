@@ -10,12 +10,6 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { eventsIn, kubectl, startLoop, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
 import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 let rig: AgentRig;
 
 beforeAll(async () => {

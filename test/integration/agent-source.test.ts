@@ -14,12 +14,6 @@ import {
   type TestRepo,
 } from '../rig/agent.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 const USERNAME = 'mooring-bot';
 const PASSWORD = 'tok-7c1f0a9e5d2b4f66';
 const WRONG_PASSWORD = 'wrong-3e8d1c0b7a6f';

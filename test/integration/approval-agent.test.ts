@@ -30,13 +30,6 @@ import { GitSource } from '../../src/source/git-source.js';
 import { commitFiles, createRepo, startGitServer, type GitServer } from '../rig/git.js';
 import { ageKeygen, sopsEncrypt, type AgeKeyPair } from '../rig/sops.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const HELM = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin', 'helm');
 const PASSWORD = 'correct-horse-battery-staple';
 const run = Date.now().toString(36).slice(-5);

@@ -21,13 +21,6 @@ import {
 } from '../../src/kube/client.js';
 import { ensureCrds } from '../../src/observe/crds.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const CONTROL_PLANE = resolve(
   dirname(fileURLToPath(import.meta.url)),
   '..',

@@ -6,12 +6,6 @@ import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { kubectl, readRelease, runOnce, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 let rig: AgentRig;
 beforeAll(async () => {
   rig = await startRig(inject('kubeconfig'));

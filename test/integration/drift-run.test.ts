@@ -12,12 +12,6 @@ import {
   type AgentRig,
 } from '../rig/agent.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    kubeconfig: string;
-  }
-}
-
 let rig: AgentRig;
 beforeAll(async () => {
   rig = await startRig(inject('kubeconfig'));

@@ -23,13 +23,6 @@ import { createEventRecorder, type EventRecorder } from '../../src/observe/event
 import { createMetrics } from '../../src/observe/metrics.js';
 import { createStatusStore, type StatusStore } from '../../src/observe/status.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin');
 const run = Date.now().toString(36);
 const agentNs = `drift-agent-${run}`;

@@ -5,13 +5,6 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
 import { createLeaderElector, type LeaderElectionOptions } from '../../src/kube/lease.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const ns = `lease-it-${Date.now().toString(36)}`;
 let clients: KubeClients;
 

@@ -14,13 +14,6 @@ import type { Io } from '../../src/cli/output.js';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
 import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin');
 const HELM = join(BIN, 'helm');
 const run = Date.now().toString(36).slice(-5);

@@ -17,13 +17,6 @@ import {
   type KubeClients,
 } from '../../src/kube/client.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Path of the admin kubeconfig of the shared test control plane (test/rig/global-setup.ts). */
-    kubeconfig: string;
-  }
-}
-
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin');
 const KUBECTL = join(BIN, 'kubectl');
 const CONTROL_PLANE = join(BIN, 'mooring-controlplane');
