@@ -419,10 +419,10 @@ export function registerStatus(program: Command, io: Io, done: (code: ExitCode) 
   program
     .command('status')
     .description("one table of every cluster's releases: revisions, state, drift and pending approvals")
+    // Variadic, so that both `--context a b` and `--context a --context b` ask a and b.
     .option(
-      '--context <name>',
-      'a kube context to ask; repeat for several (default: the current context)',
-      (value: string, previous: string[]) => [...previous, value],
+      '--context <name...>',
+      'kube contexts to ask: --context a b, or repeat the flag (default: the current context)',
       [] as string[],
     )
     .option('--all-contexts', 'ask every context of the kubeconfig (KUBECONFIG)', false)

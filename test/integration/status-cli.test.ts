@@ -272,6 +272,16 @@ describe('mooring status', () => {
     expect((await mooringStatus('--context', 'west')).code).toBe(0);
   });
 
+  it('takes several contexts after one --context, as well as the flag repeated', async () => {
+    const listed = await mooringStatus('--context', 'east', 'west', '-o', 'json');
+    const repeated = await mooringStatus('--context', 'east', '--context', 'west', '-o', 'json');
+    const contexts = (out: string) =>
+      (JSON.parse(out) as { clusters: ClusterStatus[] }).clusters.map((c) => c.context);
+    expect(contexts(listed.out)).toEqual(['east', 'west']);
+    expect(contexts(repeated.out)).toEqual(['east', 'west']);
+    expect(listed.code).toBe(repeated.code);
+  });
+
   it('asks the current context by default, and every context with --all-contexts', async () => {
     const current = JSON.parse((await mooringStatus('-o', 'json')).out) as { clusters: ClusterStatus[] };
     expect(current.clusters.map((c) => c.context)).toEqual(['east']);
