@@ -148,12 +148,17 @@ async function resolveRelease(
       },
     };
   } catch (err) {
+    // A file's error is shared by every release that reads it (files are loaded once), so
+    // each release gets its own copy naming it, rather than the first release's name.
+    const context = { release: release.name, cluster: model.cluster.name };
     const error =
       err instanceof MooringError
-        ? err
-        : new MooringError(`cannot resolve values: ${(err as Error).message}`, {}, { cause: err });
-    error.context.release ??= release.name;
-    error.context.cluster ??= model.cluster.name;
+        ? new MooringError(
+            err.message,
+            { ...context, ...err.context },
+            { ...(err.hint === undefined ? {} : { hint: err.hint }), cause: err.cause },
+          )
+        : new MooringError(`cannot resolve values: ${(err as Error).message}`, context, { cause: err });
     return { name: release.name, ok: false, release, error };
   }
 }

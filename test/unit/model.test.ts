@@ -234,6 +234,42 @@ describe('repository layout', () => {
     });
   });
 
+  it('refuses an absolute chart path, naming the field', () => {
+    const err = errorOf(() => mergeReleases([{ file: 'r.yaml', releases: { a: { chart: '/etc' } } }]));
+    expect(err.context).toMatchObject({ file: 'r.yaml', field: 'releases.a.chart' });
+  });
+
+  it('refuses an environment folder that is a symlink leaving the repository', () => {
+    const outside = repo({ 'values.yaml': 'a: 1\n' });
+    const root = repo({ 'clusters/c1/cluster.yaml': 'environment: dev\n' });
+    mkdirSync(join(root, 'environments'));
+    symlinkSync(outside, join(root, 'environments/dev'));
+    const err = errorOf(() => loadClusterModel(root, 'c1'));
+    expect(err.message).toMatch(/environments\/dev is a symlink that points outside the repository/);
+    expect(err.context).toMatchObject({ file: 'clusters/c1/cluster.yaml', field: 'environment' });
+  });
+
+  it('names each release a broken shared values file fails, not only the first', async () => {
+    const root = repo({
+      ...CHART,
+      'environments/common/releases.yaml':
+        'releases:\n  web: {chart: ./charts/web}\n  api: {chart: ./charts/web}\n',
+      'environments/common/values.yaml': 'replicaCount: [1\n',
+      'environments/dev/values.yaml': '',
+      'clusters/c1/cluster.yaml': 'environment: dev\n',
+    });
+    const results = await resolveCluster(loadClusterModel(root, 'c1'), {
+      decrypt: () => Promise.reject(new Error('unused')),
+    });
+    const errors = results.map((r) => (r.ok ? undefined : r.error.context));
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ release: 'web', cluster: 'c1', file: 'environments/common/values.yaml' }),
+        expect.objectContaining({ release: 'api', cluster: 'c1', file: 'environments/common/values.yaml' }),
+      ]),
+    );
+  });
+
   it('validates cluster.yaml fields', () => {
     const root = repo({
       'environments/dev/values.yaml': '',
