@@ -520,7 +520,7 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--work-dir <dir>', 'where snapshots are checked out (default /tmp/mooring)')
     .option('--listen <addr>', 'address for /healthz, /readyz, /metrics, /hooks/git (default :8080)')
     .option('--webhook-secret-file <file>', 'shared secret for POST /hooks/git')
-    .option('--concurrency <n>', 'releases converged at once (default 4)')
+    .option('--concurrency <n>', 'helm processes at once (default 4)')
     .option('--no-leader-election', 'do not take the Lease (only for a single replica)')
     .option('--context <name>', 'kube context (default: in-cluster, or the current context of KUBECONFIG)')
     .option('--identity <name>', 'this replica in the Lease (default $POD_NAME)')
