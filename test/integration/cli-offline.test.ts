@@ -111,7 +111,7 @@ describe('mooring validate', () => {
     const repo = copyExample('tampered');
     const file = join(repo, 'environments/dev/secrets/web.sops.yaml');
     const text = readFileSync(file, 'utf8');
-    // Swap two encrypted values: each still decrypts on its own key? No: its path is authenticated.
+    // Only the metadata changes: every value still decrypts, but the MAC no longer matches.
     writeFileSync(
       file,
       text.replace(
@@ -123,6 +123,28 @@ describe('mooring validate', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/environments\/dev\/secrets\/web\.sops\.yaml: .*MAC/);
     expect(r.stdout).toMatch(/dev-us-east/);
+  });
+
+  it('refuses an encrypted value moved to another key, naming the file and the field', async () => {
+    const repo = copyExample('swapped');
+    const file = join(repo, 'environments/prod/secrets/web.sops.yaml');
+    const text = readFileSync(file, 'utf8');
+    const [a, b] = text.match(/ENC\[[^\]]+\]/g)!;
+    // Each ciphertext is valid on its own; its key path is authenticated data, so a swap shows.
+    writeFileSync(file, text.replace(a!, '\u0000').replace(b!, a!).replace('\u0000', b!));
+    const r = await run(['validate', '--repo', repo, '--no-render', '-o', 'json']);
+    expect(r.code).toBe(1);
+    const { errors } = JSON.parse(r.stdout) as {
+      errors: { file?: string; field?: string; message: string }[];
+    };
+    expect(errors).toContainEqual(
+      expect.objectContaining({
+        file: 'environments/prod/secrets/web.sops.yaml',
+        field: 'secretEnv.DATABASE_PASSWORD',
+        message: expect.stringMatching(/modified, or moved here from another key/),
+      }),
+    );
+    for (const secret of exampleSecrets()) expect(r.stdout + r.stderr).not.toContain(secret);
   });
 
   it('says which file a wrong age key cannot open', async () => {
