@@ -74,11 +74,21 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
       `--revision must be a commit sha (at least 7 hex characters), found ${opts.revision}`,
     );
   }
-  const clients =
-    deps.clients ??
-    createKubeClients(
-      loadKubeConfig({ context: opts.context, ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) }),
-    );
+  let clients: Pick<KubeClients, 'customObjects' | 'authentication'>;
+  try {
+    clients =
+      deps.clients ??
+      createKubeClients(
+        loadKubeConfig({
+          context: opts.context,
+          ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+        }),
+      );
+  } catch (err) {
+    // An unknown context or an unreadable kubeconfig: the cluster cannot be reached, as in plan.
+    if (!(err instanceof MooringError)) throw err;
+    return fail(EXIT.cluster, err.message, err.hint);
+  }
   const plans = createPlanStore({ customObjects: clients.customObjects, namespace: opts.namespace });
   const where = `namespace ${opts.namespace} of context ${opts.context}`;
 
