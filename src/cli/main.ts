@@ -1,5 +1,6 @@
 // The mooring command line: parses arguments and dispatches to one module per command.
 import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
 import { MooringError, MooringErrors } from '../errors.js';
 import { registerApprove } from './approve.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
@@ -10,6 +11,13 @@ import { registerRun } from './run.js';
 import { registerStatus } from './status.js';
 import { registerValidate } from './validate.js';
 
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let code: ExitCode = EXIT.ok;
   const done = (c: ExitCode) => {
@@ -17,6 +25,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   };
   const program = new Command('mooring')
     .description("Keep every Kubernetes cluster's Helm releases moored to Git.")
+    .version(packageVersion(), '-V, --version', 'print the version of mooring')
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });

@@ -533,8 +533,7 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .action(async (flags: Record<string, unknown>) => {
       // commander sets leaderElection: true by default because of --no-leader-election;
       // only an explicit flag should beat MOORING_LEADER_ELECTION.
-      if (flags.leaderElection === true && !process.argv.includes('--leader-election'))
-        delete flags.leaderElection;
+      if (cmd.getOptionValueSource('leaderElection') === 'default') delete flags.leaderElection;
       let config: AgentConfig;
       try {
         config = loadAgentConfig(flags, process.env);
