@@ -92,6 +92,13 @@ function dedupe(errors: MooringError[]): MooringError[] {
 }
 
 export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode> {
+  if (!existsSync(opts.repo)) {
+    throw new MooringError(
+      `${opts.repo} does not exist`,
+      { file: opts.repo },
+      { hint: '--repo names a checkout of the GitOps repository' },
+    );
+  }
   const general = repositoryErrors(opts.repo);
   const reports: ClusterReport[] = [];
   for (const name of listClusters(opts.repo)) {

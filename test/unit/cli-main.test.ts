@@ -28,6 +28,12 @@ describe('mooring (the command)', () => {
     }
   });
 
+  it('says when the repository folder does not exist', async () => {
+    const r = await run(['validate', '--repo', '/no/such/checkout']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/\/no\/such\/checkout: no such folder/);
+  });
+
   it('exits 2 for an unknown command or a missing required flag', async () => {
     expect((await run(['frobnicate'])).code).toBe(2);
     const r = await run(['explain', '--repo', '.', '--cluster', 'c1']);
