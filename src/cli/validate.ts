@@ -94,7 +94,7 @@ function dedupe(errors: MooringError[]): MooringError[] {
 export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode> {
   if (!existsSync(opts.repo)) {
     throw new MooringError(
-      `${opts.repo} does not exist`,
+      'no such folder',
       { file: opts.repo },
       { hint: '--repo names a checkout of the GitOps repository' },
     );
