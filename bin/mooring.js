@@ -6,14 +6,15 @@ import { setFlagsFromString } from 'node:v8';
 // Memory over speed, set before anything else is loaded: @kubernetes/client-node compiles
 // ~700 generated model classes at import, and the agent spends its life waiting on Git,
 // helm and the API server, not computing. `--optimize-for-size` makes V8 keep its heap and
-// code small, `--no-opt` keeps hot functions in bytecode instead of also holding optimized
-// machine code for them. Together they cut the idle agent with 50 releases from 116-157
-// MiB to 101-114 MiB resident (bench/agent-memory.mjs). Neither flag is allowed in
-// NODE_OPTIONS, and a re-exec would leave a second Node.js process resident, hence here.
-// Not `--lite-mode` or `--jitless`: they remove WebAssembly, which Node's fetch (used by
-// OIDC kubeconfig auth) needs.
+// code small; `--no-opt` and `--no-sparkplug` keep functions in bytecode instead of also
+// holding optimized or baseline machine code for them. Together they take the idle agent
+// with 50 releases from 116-157 MiB to 96-98 MiB resident (bench/agent-memory.mjs). None
+// of them is allowed in NODE_OPTIONS, and a re-exec would leave a second Node.js process
+// resident, hence here. Not `--lite-mode` or `--jitless`: they remove WebAssembly, which
+// Node's fetch (used by OIDC kubeconfig auth) needs.
 setFlagsFromString('--optimize-for-size');
 setFlagsFromString('--no-opt');
+setFlagsFromString('--no-sparkplug');
 
 const { main } = await import('../dist/cli/main.js');
 
