@@ -11,10 +11,13 @@ import { setFlagsFromString } from 'node:v8';
 // with 50 releases from 116-157 MiB to 96-98 MiB resident (bench/agent-memory.mjs). None
 // of them is allowed in NODE_OPTIONS, and a re-exec would leave a second Node.js process
 // resident, hence here. Not `--lite-mode` or `--jitless`: they remove WebAssembly, which
-// Node's fetch (used by OIDC kubeconfig auth) needs.
-setFlagsFromString('--optimize-for-size');
-setFlagsFromString('--no-opt');
-setFlagsFromString('--no-sparkplug');
+// Node's fetch (used by OIDC kubeconfig auth) needs. Only for the agent: the other commands
+// are short-lived and may crunch a large repository (validate, plan), where the JIT pays.
+if (process.argv[2] === 'run') {
+  setFlagsFromString('--optimize-for-size');
+  setFlagsFromString('--no-opt');
+  setFlagsFromString('--no-sparkplug');
+}
 
 const { main } = await import('../dist/cli/main.js');
 
