@@ -8,7 +8,16 @@
 // Goal: under 100 MiB idle. Prints figures; asserts nothing.
 // Needs the compiled agent (npm run build).
 import { execa } from 'execa';
-import { clusterFiles, machine, round, rssMiB, sleep, startAgent, startBenchRig } from './lib/agent-rig.mjs';
+import {
+  clusterFiles,
+  machine,
+  round,
+  rssMiB,
+  sleep,
+  startAgent,
+  startBenchRig,
+  agentArgs,
+} from './lib/agent-rig.mjs';
 
 const RELEASES = Number(process.env.RELEASES ?? 50);
 const IDLE_SECONDS = Number(process.env.IDLE_SECONDS ?? 60);
@@ -19,24 +28,7 @@ async function measure(nodeFlags) {
   const rig = await startBenchRig({ nsPrefix: cluster });
   try {
     const repo = rig.createRepo('mem', clusterFiles(cluster, cluster, RELEASES));
-    const agent = startAgent(
-      [
-        '--repo',
-        repo.url,
-        '--cluster',
-        cluster,
-        '--namespace',
-        `${cluster}-agent`,
-        '--work-dir',
-        `${rig.scratch}/work`,
-        '--interval',
-        '10s',
-        '--listen',
-        '127.0.0.1:0',
-      ],
-      rig.env,
-      nodeFlags,
-    );
+    const agent = startAgent(agentArgs(repo, cluster, rig, '10s'), rig.env, nodeFlags);
     let peak = 0;
     const sampler = setInterval(() => {
       try {

@@ -5,7 +5,15 @@
 // /proc) and the processes it starts (a helm wrapper notes each one; the agent starts no
 // other programs: Git and SOPS are in-process). Goal: 1 request and 0 processes per poll.
 // Prints figures; asserts nothing. Needs the compiled agent (npm run build).
-import { cpuMs, clusterFiles, machine, round, startAgent, startBenchRig } from './lib/agent-rig.mjs';
+import {
+  cpuMs,
+  clusterFiles,
+  machine,
+  round,
+  startAgent,
+  startBenchRig,
+  agentArgs,
+} from './lib/agent-rig.mjs';
 
 const POLLS = Number(process.env.POLLS ?? 30);
 const RELEASES = 20;
@@ -13,23 +21,7 @@ const cluster = `bench-poll-${Date.now().toString(36)}`;
 const rig = await startBenchRig({ nsPrefix: cluster });
 try {
   const repo = rig.createRepo('poll', clusterFiles(cluster, cluster, RELEASES));
-  const agent = startAgent(
-    [
-      '--repo',
-      repo.url,
-      '--cluster',
-      cluster,
-      '--namespace',
-      `${cluster}-agent`,
-      '--work-dir',
-      `${rig.scratch}/work`,
-      '--interval',
-      '1s',
-      '--listen',
-      '127.0.0.1:0',
-    ],
-    rig.env,
-  );
+  const agent = startAgent(agentArgs(repo, cluster, rig, '1s'), rig.env);
   const passes = () => agent.lines.filter((l) => l.msg === 'pass finished');
   await agent.waitForLog((l) => l.msg === 'pass finished' && l.outcome === 'converged');
   // Let the first passes (converge, first drift check) settle.

@@ -22,6 +22,7 @@ import {
   startAgent,
   startBenchRig,
   writeTree,
+  agentArgs,
 } from './lib/agent-rig.mjs';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
@@ -38,22 +39,7 @@ async function measure(rolloutMs) {
     const secretFile = join(rig.scratch, 'webhook-secret');
     writeFileSync(secretFile, SECRET);
     const agent = startAgent(
-      [
-        '--repo',
-        repo.url,
-        '--cluster',
-        cluster,
-        '--namespace',
-        `${cluster}-agent`,
-        '--work-dir',
-        `${rig.scratch}/work`,
-        '--interval',
-        '1h',
-        '--listen',
-        '127.0.0.1:0',
-        '--webhook-secret-file',
-        secretFile,
-      ],
+      agentArgs(repo, cluster, rig, '1h', ['--webhook-secret-file', secretFile]),
       rig.env,
     );
     await agent.waitForLog((l) => l.msg === 'pass finished' && l.outcome === 'converged');

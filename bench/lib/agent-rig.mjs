@@ -267,6 +267,34 @@ export async function startBenchRig({ nsPrefix, rolloutMs = 0 }) {
 }
 
 /**
+ * The `mooring run` flags every agent benchmark uses: the repository, the cluster, its own
+ * agent namespace and work dir, a poll interval and a local HTTP server; `extra` is appended.
+ * @param {{ url: string }} repo
+ * @param {string} cluster
+ * @param {{ scratch: string }} rig
+ * @param {string} interval
+ * @param {string[]} [extra]
+ * @returns {string[]}
+ */
+export function agentArgs(repo, cluster, rig, interval, extra = []) {
+  return [
+    '--repo',
+    repo.url,
+    '--cluster',
+    cluster,
+    '--namespace',
+    `${cluster}-agent`,
+    '--work-dir',
+    `${rig.scratch}/work`,
+    '--interval',
+    interval,
+    '--listen',
+    '127.0.0.1:0',
+    ...extra,
+  ];
+}
+
+/**
  * `node [NODEFLAGS] bin/mooring.js run ARGS` as a child process. Its JSON log lines are parsed as they
  * come; `waitForLog(match)` resolves with the first line (from `from` on) that matches.
  */
