@@ -2,6 +2,7 @@
 // (MOORING_<FLAG>). It never comes from Git: the repository cannot widen what the agent
 // may do (cluster.yaml can only make it stricter).
 import { MooringError } from '../errors.js';
+import { redactUrl } from '../source/credentials.js';
 import type { DriftMode } from '../model/releases.js';
 import { DNS_LABEL, parseDuration } from '../model/schema.js';
 
@@ -193,9 +194,4 @@ export function loadAgentConfig(flags: Record<string, unknown>, env: NodeJS.Proc
     );
   }
   return config as unknown as AgentConfig;
-}
-
-/** A URL safe to log: any user:password@ is removed. */
-export function redactUrl(url: string): string {
-  return url.replace(/^(\w+:\/\/)[^/@]*@/, '$1');
 }

@@ -16,6 +16,7 @@
 import { createDecipheriv, createHash, timingSafeEqual } from 'node:crypto';
 import { isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Scalar } from 'yaml';
 import { MooringError } from '../errors.js';
+import { isPlainMap } from '../model/schema.js';
 import type { AgeIdentity } from './age-key.js';
 import {
   formatGoFloat,
@@ -174,7 +175,7 @@ export function parseEncryptedValue(text: string): SopsEncryptedValue | undefine
 /** Reads the `sops` metadata (already typed as Go would) into what decryption needs. */
 export function readMetadata(raw: unknown, file: string): SopsMetadata {
   const fail = failIn(file);
-  if (!isRecord(raw)) throw fail('not a SOPS file: `sops` is not a map', 'sops');
+  if (!isPlainMap(raw)) throw fail('not a SOPS file: `sops` is not a map', 'sops');
   const str = (name: string): string | undefined => {
     const v = raw[name];
     if (v === undefined || v === null || v === '') return undefined;
@@ -187,7 +188,7 @@ export function readMetadata(raw: unknown, file: string): SopsMetadata {
   const keyTypes = ['age', 'pgp', 'kms', 'gcp_kms', 'azure_kv', 'hc_vault', 'hckms'];
   const hasFlatKeys = keyTypes.some((t) => Array.isArray(raw[t]) && raw[t].length > 0);
   if (!hasFlatKeys && Array.isArray(groups) && groups.length > 0) {
-    if (groups.length > 1 || !isRecord(groups[0])) {
+    if (groups.length > 1 || !isPlainMap(groups[0])) {
       throw fail(
         'uses Shamir secret sharing across several key groups, which mooring does not support',
         'sops.key_groups',
@@ -209,7 +210,7 @@ export function readMetadata(raw: unknown, file: string): SopsMetadata {
   }
   const age = ageEntries.map((entry, i) => {
     const field = `sops.age[${i}]`;
-    if (!isRecord(entry) || typeof entry.enc !== 'string' || typeof entry.recipient !== 'string') {
+    if (!isPlainMap(entry) || typeof entry.enc !== 'string' || typeof entry.recipient !== 'string') {
       throw fail('must hold a recipient and its enc', field);
     }
     return { recipient: entry.recipient, enc: entry.enc };
@@ -545,10 +546,6 @@ function goRegex(source: string, field: string, fail: Fail): RegExp {
 function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
   // defineProperty, so that a key named __proto__ is data, not a prototype change.
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function firstLine(message: string): string {

@@ -2,7 +2,8 @@
 // of it (the dry-run result). Both come from the API server, defaulted and normalised the
 // same way (`cpu: 0.5` is `500m` on both sides), so every difference is a field a
 // correction would change: a field modified by someone, or one removed by someone.
-import { deepEqual, formatPointer, isPlainObject, type Segment } from './pointer.js';
+import { deepEqual, formatPointer, type Segment } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 // Bookkeeping the server changes on every write, and status, which apply never sets.
 const NOT_COMPARED = new Set(
@@ -26,7 +27,7 @@ export function changedFields(live: unknown, wouldBe: unknown): string[] {
   const walk = (a: unknown, b: unknown, at: Segment[]): void => {
     const pointer = formatPointer(at);
     if (NOT_COMPARED.has(pointer)) return;
-    if (isPlainObject(a) && isPlainObject(b)) {
+    if (isPlainMap(a) && isPlainMap(b)) {
       for (const key of new Set([...Object.keys(b), ...Object.keys(a)])) {
         const inA = Object.hasOwn(a, key);
         const inB = Object.hasOwn(b, key);
@@ -68,7 +69,7 @@ export function changedFields(live: unknown, wouldBe: unknown): string[] {
 function byName(items: unknown[]): Map<string, number> | undefined {
   const names = new Map<string, number>();
   for (const [i, item] of items.entries()) {
-    if (!isPlainObject(item) || typeof item.name !== 'string' || names.has(item.name)) return undefined;
+    if (!isPlainMap(item) || typeof item.name !== 'string' || names.has(item.name)) return undefined;
     names.set(item.name, i);
   }
   return items.length > 0 ? names : undefined;

@@ -2,7 +2,8 @@
 // (server-side apply's FieldsV1 format), and where those fields are as JSON pointers. Drift
 // uses it to find fields added by hand: fields that people's tools (kubectl edit, label,
 // annotate, patch ...) own on a chart's object and that the chart does not set.
-import { deepEqual, isPlainObject, type Segment } from './pointer.js';
+import { deepEqual, type Segment } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 /** One step of a FieldsV1 path: a map field, a keyed list item, a set item or a list index. */
 export type PathElement =
@@ -25,7 +26,7 @@ function parseElement(token: string): PathElement | undefined {
         return { field: body };
       case 'k:': {
         const key: unknown = JSON.parse(body);
-        return isPlainObject(key) ? { key } : undefined;
+        return isPlainMap(key) ? { key } : undefined;
       }
       case 'v:':
         return { value: JSON.parse(body) as unknown };
@@ -47,7 +48,7 @@ function parseElement(token: string): PathElement | undefined {
 export function ownedPaths(fieldsV1: unknown): FieldPath[] {
   const out: FieldPath[] = [];
   const walk = (node: unknown, prefix: FieldPath): void => {
-    if (!isPlainObject(node)) return;
+    if (!isPlainMap(node)) return;
     for (const [token, child] of Object.entries(node)) {
       if (token === '.') {
         if (prefix.length > 0) out.push(prefix);
@@ -56,7 +57,7 @@ export function ownedPaths(fieldsV1: unknown): FieldPath[] {
       const element = parseElement(token);
       if (element === undefined) continue;
       const path = [...prefix, element];
-      if (isPlainObject(child) && Object.keys(child).length > 0) walk(child, path);
+      if (isPlainMap(child) && Object.keys(child).length > 0) walk(child, path);
       else out.push(path);
     }
   };
@@ -79,7 +80,7 @@ export function resolvePath(doc: unknown, path: FieldPath): Segment[] | undefine
   let node = doc;
   for (const element of path) {
     if ('field' in element) {
-      if (!isPlainObject(node) || !Object.hasOwn(node, element.field)) return undefined;
+      if (!isPlainMap(node) || !Object.hasOwn(node, element.field)) return undefined;
       segments.push(element.field);
       node = node[element.field];
       continue;
@@ -91,7 +92,7 @@ export function resolvePath(doc: unknown, path: FieldPath): Segment[] | undefine
     else {
       const key = element.key;
       index = node.findIndex(
-        (item) => isPlainObject(item) && Object.entries(key).every(([k, v]) => deepEqual(item[k], v)),
+        (item) => isPlainMap(item) && Object.entries(key).every(([k, v]) => deepEqual(item[k], v)),
       );
     }
     if (index < 0) return undefined;

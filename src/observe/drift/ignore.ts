@@ -7,7 +7,8 @@
 import type { AnyObject } from '../../kube/client.js';
 import type { IgnoreRule } from '../../model/releases.js';
 import { groupOf, type ObjectId } from './objects.js';
-import { getAt, isPlainObject, parsePointer, removeAt, setAt, type Segment } from './pointer.js';
+import { getAt, parsePointer, removeAt, setAt, type Segment } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 export const OPT_OUT_ANNOTATION = 'mooring.io/drift';
 export const OPT_OUT_VALUE = 'ignore';
@@ -85,7 +86,7 @@ export function expandPattern(doc: unknown, pattern: readonly string[]): Segment
     for (const { at, node } of paths) {
       if (segment === '*') {
         if (Array.isArray(node)) node.forEach((v, i) => next.push({ at: [...at, i], node: v }));
-        else if (isPlainObject(node))
+        else if (isPlainMap(node))
           for (const [k, v] of Object.entries(node)) next.push({ at: [...at, k], node: v });
       } else {
         const found = getAt(node, [segment]);
@@ -131,7 +132,7 @@ export function keepIgnoredAsLive(
 }
 
 function mergeLive(recorded: unknown, live: unknown): unknown {
-  if (!isPlainObject(recorded) || !isPlainObject(live)) return structuredClone(live);
+  if (!isPlainMap(recorded) || !isPlainMap(live)) return structuredClone(live);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(recorded)) if (Object.hasOwn(live, k)) out[k] = mergeLive(v, live[k]);
   return out;

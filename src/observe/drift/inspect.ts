@@ -20,7 +20,8 @@ import {
 import { ignoresFor, keepIgnoredAsLive, optsOut, ruleTargets } from './ignore.js';
 import { readOne, refOf, type LiveRead } from './live.js';
 import { groupOf, HELM_RELEASE_NAME_ANNOTATION, type ObjectId } from './objects.js';
-import { deepEqual, formatPointer, getAt, isPlainObject, type Segment } from './pointer.js';
+import { deepEqual, formatPointer, getAt, type Segment } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 /** One recorded object of a release, ready to be checked. */
 export interface ObjectCheck {
@@ -233,7 +234,7 @@ export function helmFieldManager(live: AnyObject | undefined): string {
 }
 
 function setsReleaseAnnotation(fieldsV1: unknown): boolean {
-  const metadata = isPlainObject(fieldsV1) ? fieldsV1['f:metadata'] : undefined;
-  const annotations = isPlainObject(metadata) ? metadata['f:annotations'] : undefined;
-  return isPlainObject(annotations) && Object.hasOwn(annotations, `f:${HELM_RELEASE_NAME_ANNOTATION}`);
+  const metadata = isPlainMap(fieldsV1) ? fieldsV1['f:metadata'] : undefined;
+  const annotations = isPlainMap(metadata) ? metadata['f:annotations'] : undefined;
+  return isPlainMap(annotations) && Object.hasOwn(annotations, `f:${HELM_RELEASE_NAME_ANNOTATION}`);
 }

@@ -4,7 +4,7 @@
 // added back here: applying the manifest without them would strip them from the live object.
 import { parseAllDocuments, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
 import type { AnyObject } from '../../kube/client.js';
-import { isPlainObject } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 /** Names one Kubernetes object. */
 export interface ObjectId {
@@ -63,9 +63,9 @@ export function parseManifest(manifest: string): AnyObject[] {
       throw new Error(`the recorded manifest is not valid YAML: ${doc.errors[0]!.message}`);
     }
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    if (!isPlainObject(value) || typeof value.kind !== 'string') continue;
+    if (!isPlainMap(value) || typeof value.kind !== 'string') continue;
     if (value.kind.endsWith('List') && Array.isArray(value.items)) {
-      for (const item of value.items) if (isPlainObject(item)) objects.push(item as AnyObject);
+      for (const item of value.items) if (isPlainMap(item)) objects.push(item as AnyObject);
     } else {
       objects.push(value as AnyObject);
     }

@@ -1,6 +1,7 @@
 // JSON pointers (RFC 6901), the one way drift names a field: in reports, in ignore rules and
 // when removing fields added by hand. Kept small and total: reading a path that does not
 // exist answers "not found" instead of throwing.
+import { isPlainMap } from '../../model/schema.js';
 
 export type Segment = string | number;
 
@@ -21,10 +22,6 @@ export function parsePointer(pointer: string): string[] {
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The value at `segments`, if there is one. */
 export function getAt(
   doc: unknown,
@@ -36,7 +33,7 @@ export function getAt(
       const index = Number(segment);
       if (!Number.isInteger(index) || index < 0 || index >= node.length) return { found: false };
       node = node[index];
-    } else if (isPlainObject(node) && Object.hasOwn(node, String(segment))) {
+    } else if (isPlainMap(node) && Object.hasOwn(node, String(segment))) {
       node = node[String(segment)];
     } else {
       return { found: false };
@@ -57,7 +54,7 @@ export function setAt(doc: unknown, segments: readonly Segment[], value: unknown
     parent.value[index] = value;
     return true;
   }
-  if (!isPlainObject(parent.value)) return false;
+  if (!isPlainMap(parent.value)) return false;
   parent.value[String(last)] = value;
   return true;
 }
@@ -74,7 +71,7 @@ export function removeAt(doc: unknown, segments: readonly Segment[]): boolean {
     parent.value.splice(index, 1);
     return true;
   }
-  if (!isPlainObject(parent.value) || !Object.hasOwn(parent.value, String(last))) return false;
+  if (!isPlainMap(parent.value) || !Object.hasOwn(parent.value, String(last))) return false;
   delete parent.value[String(last)];
   return true;
 }
@@ -85,8 +82,8 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   if (Array.isArray(a)) {
     return Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
   }
-  if (isPlainObject(a)) {
-    if (!isPlainObject(b)) return false;
+  if (isPlainMap(a)) {
+    if (!isPlainMap(b)) return false;
     const keys = Object.keys(a);
     return (
       keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && deepEqual(a[k], b[k]))

@@ -6,7 +6,7 @@ import { redactSecrets } from '../../converge/helm.js';
 import type { DriftSummary } from '../status.js';
 import type { AnyObject } from './api.js';
 import { describeObject, type ObjectId } from './objects.js';
-import { isPlainObject } from './pointer.js';
+import { isPlainMap } from '../../model/schema.js';
 
 /** What one release's check found, described for people. */
 export interface ReleaseDrift {
@@ -104,7 +104,7 @@ export function secretStrings(recorded: readonly AnyObject[], fromValues: readon
     if (object.kind !== 'Secret' || object.apiVersion !== 'v1') continue;
     for (const field of ['data', 'stringData'] as const) {
       const data = object[field];
-      if (!isPlainObject(data)) continue;
+      if (!isPlainMap(data)) continue;
       for (const value of Object.values(data)) {
         if (typeof value !== 'string' || value === '') continue;
         out.add(value);
