@@ -3,12 +3,12 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { MooringError, describeError } from '../errors.js';
-import { listClusters, listEnvironments, loadClusterModel, scanLayer, type Layer } from '../model/repo.js';
+import { listClusters, listEnvironments, scanLayer, type Layer } from '../model/repo.js';
 import { readYamlFile } from '../model/repo.js';
 import { parseReleasesFile } from '../model/releases.js';
 import { resolveInRepo } from '../model/paths.js';
 import { computePlan, type PlanOptions } from './plan.js';
-import { outputOption } from './common.js';
+import { loadKeys, outputOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, type Io } from './output.js';
 
@@ -101,17 +101,28 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
   }
   const general = repositoryErrors(opts.repo);
   const reports: ClusterReport[] = [];
+  // The age keys are read once for every cluster; a key that cannot be read fails each one.
+  let keys: Keys | undefined;
+  let keyError: MooringError | undefined;
+  try {
+    keys = await loadKeys(opts);
+  } catch (err) {
+    keyError = asError(err);
+  }
   for (const name of listClusters(opts.repo)) {
     const report: ClusterReport = { name, releases: [], errors: [] };
     try {
-      loadClusterModel(opts.repo, name);
+      if (keyError) {
+        const { message, context, hint } = keyError;
+        throw new MooringError(message, { ...context, cluster: name }, hint ? { hint } : {});
+      }
       const planOpts: PlanOptions = {
         repo: opts.repo,
         cluster: name,
         render: opts.render,
         ...(opts.ageKeyFile ? { ageKeyFile: opts.ageKeyFile } : {}),
       };
-      const plan = await computePlan(planOpts);
+      const plan = await computePlan(planOpts, undefined, keys);
       report.releases = plan.releases.map((r) => r.name);
       for (const r of plan.releases) if (r.error) report.errors.push(r.error);
     } catch (err) {
