@@ -6,7 +6,7 @@
 //                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane)
 //   dist/          the compiled agent (tsc)
 // Uses only Node's standard library: it runs before node_modules exists.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -14,6 +14,8 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -29,9 +31,14 @@ const log = (msg) => {
   if (!quiet) console.error(`setup: ${msg}`);
 };
 
-// Pinned tool versions (Go modules). Bump here; the stamp files make setup rebuild.
-const SOPS = 'github.com/getsops/sops/v3/cmd/sops@v3.13.3';
-const AGE_KEYGEN = 'filippo.io/age/cmd/age-keygen@v1.3.2';
+// Go tools, built in parallel into .tools/bin. Each entry is either a pinned module
+// (`mod`, built with `go install`) or a Go program kept in this repository (`dir`, rebuilt
+// when its sources change). Bump a version here; the stamp files make setup rebuild.
+// Add tools here rather than writing another build step: they all build at once.
+const GO_TOOLS = [
+  { binary: 'sops', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.13.3' },
+  { binary: 'age-keygen', mod: 'filippo.io/age/cmd/age-keygen@v1.3.2' },
+];
 
 function run(cmd, args, opts = {}) {
   const res = spawnSync(cmd, args, { stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', ...opts });
@@ -65,12 +72,53 @@ function ensureHelmAndKubectl() {
   }
 }
 
-function goInstall(mod, binary) {
+/** Runs a command without blocking, so several Go builds overlap; resolves on success. */
+function runAsync(cmd, args, opts = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'], ...opts });
+    child.on('error', (err) => reject(new Error(`setup: cannot run ${cmd}: ${err.message}`)));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolvePromise()
+        : reject(new Error(`setup: ${cmd} ${args.join(' ')} failed with exit code ${code}`)),
+    );
+  });
+}
+
+/** `go install` of a pinned module into its own GOBIN, then renamed, so two versions of one
+ * command (sops 3.7 and 3.13) can live side by side under different names. */
+async function goInstall({ binary, mod }) {
   const s = stamp(binary);
   if (existsSync(join(bin, binary)) && s.read() === mod) return;
   log(`building ${binary} from ${mod}`);
-  run('go', ['install', mod], { env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0' } });
+  const t0 = Date.now();
+  const gobin = join(tools, 'gobin', binary);
+  rmSync(gobin, { recursive: true, force: true });
+  await runAsync('go', ['install', mod], { env: { ...process.env, GOBIN: gobin, CGO_ENABLED: '0' } });
+  const built = readdirSync(gobin);
+  if (built.length !== 1)
+    throw new Error(`setup: go install ${mod} left ${built.length} binaries in ${gobin}`);
+  renameSync(join(gobin, built[0]), join(bin, binary));
+  rmSync(gobin, { recursive: true, force: true });
   s.write(mod);
+  log(`${binary} built in ${Math.round((Date.now() - t0) / 1000)}s`);
+}
+
+/** `go build` of a Go program kept in this repository, rebuilt when its sources change. */
+async function goBuildLocal({ binary, dir, ldflags = [] }) {
+  const src = join(root, dir);
+  const s = stamp(binary);
+  const want = `${hashTree(src)} ${ldflags.join(' ')}`;
+  if (existsSync(join(bin, binary)) && s.read() === want) return;
+  log(`building ${binary} from ${dir}`);
+  const t0 = Date.now();
+  await runAsync(
+    'go',
+    ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', join(bin, binary), '.'],
+    { cwd: src, env: { ...process.env, CGO_ENABLED: '0' } },
+  );
+  s.write(want);
+  log(`${binary} built in ${Math.round((Date.now() - t0) / 1000)}s`);
 }
 
 function hashTree(dir) {
@@ -81,21 +129,16 @@ function hashTree(dir) {
   return h.digest('hex');
 }
 
-function ensureControlPlane() {
-  const src = join(root, 'test', 'controlplane');
-  const s = stamp('controlplane');
-  // Bump when the build command changes, so existing binaries are rebuilt.
-  const want = `${hashTree(src)} build-2`;
-  if (existsSync(join(bin, 'mooring-controlplane')) && s.read() === want) return;
-  log(
-    'building the local control plane (kube-apiserver + etcd from Go modules; the first build takes minutes)',
-  );
-  const t0 = Date.now();
+/** The local control plane (test/controlplane), stamped with its Kubernetes version. */
+function controlPlaneTool() {
+  const dir = join('test', 'controlplane');
   // Stamp the Kubernetes version, or the API server reports v0.0.0-master and charts with a
   // kubeVersion constraint refuse to install.
-  const k8s = /k8s\.io\/kubernetes v(\d+)\.(\d+)\.(\d+)/.exec(readFileSync(join(src, 'go.mod'), 'utf8'));
+  const k8s = /k8s\.io\/kubernetes v(\d+)\.(\d+)\.(\d+)/.exec(
+    readFileSync(join(root, dir, 'go.mod'), 'utf8'),
+  );
   const version = k8s ? `v${k8s[1]}.${k8s[2]}.${k8s[3]}` : 'v0.0.0';
-  const ldflags = ['-s', '-w'];
+  const ldflags = [];
   for (const pkg of ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version']) {
     ldflags.push(
       `-X ${pkg}.gitVersion=${version}`,
@@ -104,16 +147,15 @@ function ensureControlPlane() {
       `-X ${pkg}.gitTreeState=clean`,
     );
   }
-  run(
-    'go',
-    ['build', '-trimpath', `-ldflags=${ldflags.join(' ')}`, '-o', join(bin, 'mooring-controlplane'), '.'],
-    {
-      cwd: src,
-      env: { ...process.env, CGO_ENABLED: '0' },
-    },
-  );
-  log(`control plane built in ${Math.round((Date.now() - t0) / 1000)}s`);
-  s.write(want);
+  return { binary: 'mooring-controlplane', dir, ldflags };
+}
+
+/** Every Go tool at once: on a fresh machine the builds overlap their downloads and links. */
+async function ensureGoTools() {
+  const builds = [...GO_TOOLS, controlPlaneTool()].map((t) => (t.mod ? goInstall(t) : goBuildLocal(t)));
+  const results = await Promise.allSettled(builds);
+  const failed = results.filter((r) => r.status === 'rejected');
+  if (failed.length > 0) throw new Error(failed.map((r) => r.reason.message).join('\n'));
 }
 
 function newestMtime(dir) {
@@ -150,9 +192,7 @@ try {
   mkdirSync(bin, { recursive: true });
   ensureNodeModules();
   ensureHelmAndKubectl();
-  goInstall(SOPS, 'sops');
-  goInstall(AGE_KEYGEN, 'age-keygen');
-  ensureControlPlane();
+  await ensureGoTools();
   ensureBuild();
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);
