@@ -1,11 +1,14 @@
 // The approval gate of a manual cluster. Each pass it answers one question: may anything be
 // applied now, and if so, exactly what?
 //
-//   1. Unused Approvals for this cluster, newest first: the plan of the approved revision
-//      (checked out exactly, even when the branch has moved on) is recomputed against the
-//      live releases. Same digest as approved: apply that revision; the approval is marked
-//      used before anything runs, and older unused approvals are superseded. Different
-//      digest: the approval is rejected, saying why, and a new one is needed.
+//   1. Unused Approvals for this cluster, newest first. Only a revision this agent planned
+//      (it saw it at the head of its branch and published a MooringPlan for it) can be
+//      approved: anything else is rejected before Git is even asked for it. The plan of the
+//      approved revision (checked out exactly, even when the branch has moved on) is
+//      recomputed against the live releases. Same digest as approved: apply that revision;
+//      the approval is marked used before anything runs, and older unused approvals are
+//      superseded. Different digest: the approval is rejected, saying why, and a new one is
+//      needed. A rejection never names a digest the approver was not shown.
 //   2. Otherwise the head revision's plan: with nothing to change it passes (a manual
 //      cluster still converges a revision that changes nothing); with changes it is
 //      published as a pending MooringPlan (diffs, Event, metric) and nothing is applied.
@@ -32,7 +35,10 @@ import {
 import type { ResolvedRelease } from '../resolve/resolve.js';
 import { createApprovalStore, isUnused, type Approval, type ApprovalStore } from './approvals.js';
 import { createLiveCluster } from './live-cluster.js';
-import { createPlanStore, planName, planStatus, type PlanStore } from './plans.js';
+import { createPlanStore, planName, planStatus, type PlanStore, type StoredPlan } from './plans.js';
+
+/** How many plans per cluster the agent keeps: the bounded record of the heads it planned. */
+export const PLAN_HISTORY = 10;
 
 export interface GateDeps {
   /** This agent's cluster (approvals name it). */
@@ -115,6 +121,7 @@ export function createGate(deps: GateDeps): Gate {
   ): Promise<{ decision?: Decision; rejections: string[] }> {
     const rejections: string[] = [];
     const candidates = (await approvals.list(cluster)).filter(isUnused);
+    const stored = candidates.length ? await plans.list(cluster) : [];
     for (const [i, approval] of candidates.entries()) {
       const { revision, planDigest } = approval.spec;
       const reject = async (why: string) => {
@@ -130,6 +137,23 @@ export function createGate(deps: GateDeps): Gate {
       };
       if (!/^[0-9a-f]{40}$/.test(revision)) {
         await reject('spec.revision is not a full commit sha');
+        continue;
+      }
+      // The record of what this agent planned: its own MooringPlans. A commit it never saw at
+      // the head of its branch (a feature branch, a pull request) is never checked out.
+      const published = stored.find((p) => p.status.revision === revision);
+      if (!published) {
+        await reject(
+          `revision ${revision.slice(0, 7)} was never planned by this agent: it plans only revisions ` +
+            'it saw at the head of the branch it tracks; nothing was applied',
+        );
+        continue;
+      }
+      if (published.status.digest !== planDigest) {
+        await reject(
+          `it approves plan ${planDigest}, which is not the plan this agent published for revision ` +
+            `${revision.slice(0, 7)}; nothing was applied. Review and approve the current plan`,
+        );
         continue;
       }
 
@@ -160,9 +184,11 @@ export function createGate(deps: GateDeps): Gate {
       const { livePlan } = await plan(clusterPlan, revision, source, records);
       if (livePlan.digest !== planDigest) {
         releaseSnapshot(snapshot, input.head);
+        // The new digest is not named: nobody was shown it yet (the new plan is published below).
         await reject(
-          `it approves plan ${planDigest}, but the plan of that revision is now ${livePlan.digest} ` +
-            '(the live releases or the revision changed since); review and approve the current plan',
+          `it approves plan ${planDigest}, but the plan of that revision changed since it was ` +
+            'published (the live releases or the revision changed); nothing was applied. ' +
+            'Review and approve the new plan',
         );
         continue;
       }
@@ -334,17 +360,32 @@ export function createGate(deps: GateDeps): Gate {
   }
 
   /**
-   * Pending plans of other revisions are replaced by the current one; of the plans that were
-   * applied, the newest is kept (it shows what runs, and its secret paths keep masking).
+   * Pending plans of other revisions are superseded by the current one, and kept: they are
+   * the agent's record of the heads it planned (an approval can only name one of those).
+   * The record is bounded: the newest PLAN_HISTORY plans stay, and the newest applied one
+   * even when older (it shows what runs, and its secret paths keep masking).
    */
-  async function retire(stored: Awaited<ReturnType<PlanStore['list']>>, keep?: string): Promise<void> {
+  async function retire(stored: StoredPlan[], keep?: string): Promise<void> {
     const done = stored.filter((p) => p.status.phase === 'applied' || p.status.phase === 'failed');
-    const lastDone = done.sort((a, b) =>
+    const lastDone = [...done].sort((a, b) =>
       (b.status.appliedAt ?? '').localeCompare(a.status.appliedAt ?? ''),
     )[0];
-    for (const p of stored) {
-      if (p.name === keep || p.name === lastDone?.name) continue;
-      await plans.remove(p.name);
+    const newestFirst = [...stored].sort((a, b) => b.status.createdAt.localeCompare(a.status.createdAt));
+    // The current plan may be newer than the list (just published).
+    let kept = keep !== undefined && !stored.some((p) => p.name === keep) ? 1 : 0;
+    for (const p of newestFirst) {
+      const protectedPlan = p.name === keep || p.name === lastDone?.name;
+      if (!protectedPlan && kept >= PLAN_HISTORY) {
+        await plans.remove(p.name);
+        continue;
+      }
+      kept++;
+      if (p.name !== keep && p.status.phase === 'pending') {
+        await plans.update(p.name, {
+          phase: 'superseded',
+          reason: 'a newer revision of the branch was planned',
+        });
+      }
     }
   }
 

@@ -19,7 +19,7 @@ import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createGate } from '../../src/gate/gate.js';
 import { createPlanStore, planName } from '../../src/gate/plans.js';
 import { ensureApprovalPolicy } from '../../src/gate/policy.js';
-import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
+import { createKubeClients, loadKubeConfig, whoAmI, type KubeClients } from '../../src/kube/client.js';
 import { ensureCrds } from '../../src/observe/crds.js';
 import { createEventRecorder } from '../../src/observe/events.js';
 import { createStatusStore } from '../../src/observe/status.js';
@@ -123,8 +123,8 @@ async function gitopsRepo(cluster: string, opts: { sync?: ApprovalMode; greeting
     url: gitServer.repoUrl(name),
     first,
     releaseNs,
-    commit: (changes: Record<string, string | null>, message = 'change') =>
-      commitFiles(root, name, { files: changes, message }),
+    commit: (changes: Record<string, string | null>, branch = 'main') =>
+      commitFiles(root, name, { files: changes, message: `change on ${branch}`, branch }),
   };
 }
 
@@ -369,7 +369,7 @@ describe('a manual cluster', () => {
     expect(refused.pending).toContain('cannot be applied');
     const approvals = await approvalsOf(a.namespace, cluster);
     expect(approvals.map((x) => x.status.result)).toEqual(['rejected', 'applied']);
-    expect(approvals[0]!.status.message).toContain('the plan of that revision is now');
+    expect(approvals[0]!.status.message).toContain('changed since it was published');
     const plan = (await createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace }).get(
       planName(cluster, repo.first),
     ))!;
@@ -398,6 +398,62 @@ describe('a manual cluster', () => {
     const off = await startAgent(cluster, repo.url, { approval: 'manual', drift: 'off' });
     await off.pass({ forceDrift: true });
     expect(off.driftChecks).toBe(0);
+  });
+});
+
+describe('an approval of a commit the agent never planned', () => {
+  it('is rejected with an Event, applies nothing, and discloses no digest', async () => {
+    const cluster = `gate-g-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'manual' });
+    expect(await a.pass()).toMatchObject({ outcome: 'pending-approval' });
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: repo.first });
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+
+    // A commit pushed to a feature branch: the Git server serves it by sha, but it was never
+    // at the head of main, so the agent never planned it and nobody saw its diff.
+    const feature = repo.commit(
+      { 'environments/prod/values.yaml': 'greeting: from a feature branch\n' },
+      'feature',
+    );
+    const approvals = createApprovalStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const me = await whoAmI(clients);
+    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const appliedDigest = (await plans.get(planName(cluster, repo.first)))!.status.digest;
+    const forged = await approvals.create({
+      cluster,
+      revision: feature,
+      // Whatever digest it carries: here the one the approver saw for the applied plan.
+      planDigest: appliedDigest,
+      approvedBy: { username: me.username, groups: me.groups },
+      approvedAt: new Date().toISOString(),
+    });
+
+    const helmBefore = await listRevisions(clients.core, repo.releaseNs, 'web');
+    const result = await a.pass();
+    expect(result.revision).toBe(repo.first);
+    expect(await greeting(repo.releaseNs)).toBe('hello from git');
+    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual(helmBefore);
+
+    const [rejected] = (await approvalsOf(a.namespace, cluster)).filter((x) => x.name === forged.name);
+    expect(rejected!.status).toMatchObject({
+      result: 'rejected',
+      message: expect.stringContaining('never planned by this agent'),
+    });
+    expect(rejected!.status.usedAt).toBeUndefined();
+    const events = await clients.core.listNamespacedEvent({
+      namespace: a.namespace,
+      fieldSelector: `involvedObject.name=${forged.name}`,
+    });
+    expect(events.items.map((e) => [e.type, e.reason])).toEqual([['Warning', 'ApprovalRejected']]);
+    expect(events.items[0]!.message).toContain(`revision ${feature.slice(0, 7)} was never planned`);
+    // No digest of any plan is disclosed to the approver, in the Event or the status.
+    for (const text of [events.items[0]!.message!, rejected!.status.message!]) {
+      expect(text).not.toMatch(/sha256:[0-9a-f]{64}/);
+    }
+    // No plan was published for the feature commit either.
+    expect((await plans.list(cluster)).map((p) => p.status.revision)).not.toContain(feature);
   });
 });
 

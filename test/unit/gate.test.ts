@@ -5,7 +5,7 @@ import type { Snapshot, Source } from '../../src/agent/agent.js';
 import type { HelmObservation } from '../../src/converge/decide.js';
 import type { ConvergeResult, ReleaseRecord } from '../../src/converge/converger.js';
 import type { Approval, ApprovalSpec, ApprovalStatus, ApprovalStore } from '../../src/gate/approvals.js';
-import { createGate } from '../../src/gate/gate.js';
+import { createGate, PLAN_HISTORY } from '../../src/gate/gate.js';
 import { planName, type PlanStatus, type PlanStore, type StoredPlan } from '../../src/gate/plans.js';
 import type { ClusterPlan, PlannedRelease } from '../../src/plan/cluster-plan.js';
 import { observeLive, planChanges, type LiveSource } from '../../src/plan/live-diff.js';
@@ -339,10 +339,18 @@ describe('the approval gate', () => {
     expect(decision).toEqual({ apply: false, reason: expect.stringContaining(`approval ${name}`) });
     expect(w.approvals[0]!.status).toMatchObject({
       result: 'rejected',
-      message: expect.stringContaining(approved),
+      message: expect.stringContaining('changed since it was published'),
     });
     const republished = w.plans.get(planName(CLUSTER, A))!.status;
     expect(republished.digest).not.toBe(approved);
+    // The new digest is shown only as the new plan; no rejection names it.
+    const rejection = w.events.find((e) => e.reason === 'ApprovalRejected')!;
+    for (const text of [
+      rejection.message,
+      w.approvals[0]!.status.message!,
+      (decision as { reason: string }).reason,
+    ])
+      expect(text).not.toContain(republished.digest);
     expect(republished.reason).toContain('cannot be applied');
     expect(w.events.map((e) => e.reason)).toEqual(['PlanPending', 'ApprovalRejected', 'PlanPending']);
   });
@@ -376,8 +384,75 @@ describe('the approval gate', () => {
     await w.check(C, clusterPlan(release('web', 'sha256:w4')));
     expect([...w.plans.values()].map((p) => [p.status.revision, p.status.phase]).sort()).toEqual([
       [A, 'applied'],
+      [B, 'superseded'],
       [C, 'pending'],
     ]);
+  });
+
+  it('keeps a bounded record of the heads it planned', async () => {
+    const w = world();
+    const heads = Array.from({ length: PLAN_HISTORY + 5 }, (_, i) =>
+      i.toString(16).padStart(2, '0').padEnd(40, '0'),
+    );
+    for (const [i, head] of heads.entries()) {
+      await w.check(head, clusterPlan(release('web', `sha256:w${i}`)));
+      w.tick(1000);
+    }
+    const kept = [...w.plans.values()].map((p) => p.status.revision);
+    expect(kept.length).toBe(PLAN_HISTORY);
+    expect(kept).toContain(heads.at(-1));
+    expect(kept).not.toContain(heads[0]);
+  });
+
+  it('rejects an approval of a revision it never planned, whatever its digest, without fetching it', async () => {
+    const w = world();
+    const plan = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, plan);
+    const digestA = w.plans.get(planName(CLUSTER, A))!.status.digest;
+    // A commit on a feature branch: the repository has it, the agent never saw it at the head.
+    const feature = 'e'.repeat(40);
+    w.plansByRevision.set(feature, clusterPlan(release('web', 'sha256:evil')));
+    const digestFeature = await w.digestOf(feature, clusterPlan(release('web', 'sha256:evil')));
+    const byDigest = w.approve({ revision: feature, planDigest: digestFeature });
+    const byOtherDigest = w.approve({ revision: feature, planDigest: digestA });
+
+    const decision = await w.check(A, plan);
+    expect(decision.apply).toBe(false);
+    expect(w.checkouts).toEqual([]);
+    for (const name of [byDigest, byOtherDigest]) {
+      const a = w.approvals.find((x) => x.name === name)!;
+      expect(a.status).toMatchObject({
+        result: 'rejected',
+        message: expect.stringContaining('never planned'),
+      });
+      const event = w.events.find((e) => e.name === name)!;
+      expect(event).toMatchObject({
+        reason: 'ApprovalRejected',
+        message: expect.stringContaining('never planned'),
+      });
+      // Neither the digest of the feature commit nor that of the real plan is disclosed.
+      for (const text of [a.status.message!, event.message, (decision as { reason: string }).reason]) {
+        if (name === byDigest) expect(text).not.toContain(digestA);
+        if (name === byOtherDigest) expect(text).not.toContain(digestFeature);
+      }
+    }
+  });
+
+  it('rejects an approval naming a digest the agent did not publish for that revision', async () => {
+    const w = world();
+    const plan = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, plan);
+    const published = w.plans.get(planName(CLUSTER, A))!.status.digest;
+    const guess = `sha256:${'0'.repeat(64)}`;
+    const name = w.approve({ revision: A, planDigest: guess });
+    expect((await w.check(A, plan)).apply).toBe(false);
+    const a = w.approvals.find((x) => x.name === name)!;
+    expect(a.status).toMatchObject({
+      result: 'rejected',
+      message: expect.stringContaining('not the plan this agent published'),
+    });
+    expect(a.status.message).not.toContain(published);
+    expect(w.events.find((e) => e.name === name)!.message).not.toContain(published);
   });
 
   it('ignores approvals of other clusters and approvals already used', async () => {
@@ -452,27 +527,28 @@ describe('the approval gate', () => {
     expect(w.checkouts).toEqual([A]);
   });
 
-  it('keeps an approval whose revision cannot be fetched right now, and rejects one naming no commit', async () => {
+  it('keeps an approval whose planned revision cannot be fetched right now', async () => {
     const w = world();
     const planA = clusterPlan(release('web', 'sha256:w2'));
     await w.check(A, planA);
     const digestA = w.plans.get(planName(CLUSTER, A))!.status.digest;
-    const ghost = w.approve({ revision: 'f'.repeat(40), planDigest: digestA });
-
     const C = 'c'.repeat(40);
+    await w.check(C, clusterPlan(release('web', 'sha256:w3')));
+    const name = w.approve({ revision: A, planDigest: digestA });
+
     w.setGitDown(true);
     const waiting = await w.check(C, clusterPlan(release('web', 'sha256:w3')));
     expect(waiting).toEqual({
       apply: false,
-      reason: expect.stringContaining(`approval ${ghost} waits: cannot fetch`),
+      reason: expect.stringContaining(`approval ${name} waits: cannot fetch`),
     });
     expect(w.approvals[0]!.status).toEqual({});
 
     w.setGitDown(false);
-    await w.check(C, clusterPlan(release('web', 'sha256:w3')));
-    expect(w.approvals[0]!.status).toMatchObject({
-      result: 'rejected',
-      message: `the repository has no commit ${'f'.repeat(40)}`,
+    expect(await w.check(C, clusterPlan(release('web', 'sha256:w3')))).toMatchObject({
+      apply: true,
+      snapshot: { revision: A },
+      approval: name,
     });
   });
 });
