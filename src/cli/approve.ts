@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { createApprovalStore, type Approval } from '../gate/approvals.js';
-import { createPlanStore, type PlanRelease, type StoredPlan } from '../gate/plans.js';
+import { createPlanStore, planDigest, type PlanRelease, type StoredPlan } from '../gate/plans.js';
 import {
   apiErrorMessage,
   createKubeClients,
@@ -58,7 +58,6 @@ export function stdinPrompt(): Prompt {
 export interface ApproveDeps {
   prompt?: Prompt;
   clients?: Pick<KubeClients, 'customObjects' | 'authentication'>;
-  now?: () => number;
 }
 
 export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = {}): Promise<ExitCode> {
@@ -128,6 +127,15 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
   }
   // Normally one plan waits per cluster (a new revision replaces the pending one).
   const plan = pending[0]!;
+  // What is shown must be what is approved: the digest covers every field shown.
+  if (planDigest(plan.status) !== plan.status.digest) {
+    return fail(
+      EXIT.failed,
+      `the plan of revision ${plan.status.shortRevision} for cluster ${plan.status.cluster} does not hash to its digest: ` +
+        'its status was changed after the agent published it; nothing was approved',
+      'the agent publishes it again on its next pass; review that one',
+    );
+  }
 
   if (!asJson) printPlan(plan, io);
 
@@ -165,7 +173,6 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
     }
   }
 
-  const now = deps.now ?? Date.now;
   let approval: Approval;
   try {
     approval = await createApprovalStore({
@@ -180,7 +187,6 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
         ...(me.uid ? { uid: me.uid } : {}),
         groups: me.groups,
       },
-      approvedAt: new Date(now()).toISOString(),
       ...(opts.comment ? { comment: opts.comment } : {}),
     });
   } catch (err) {
@@ -206,7 +212,7 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
 }
 
 function approvalJson(a: Approval): unknown {
-  return { name: a.name, namespace: a.namespace, ...a.spec };
+  return { name: a.name, namespace: a.namespace, approvedAt: a.approvedAt, ...a.spec };
 }
 
 function describeApiFailure(err: unknown, what: string): string {

@@ -22,8 +22,12 @@ export interface ApprovalSpec {
   planDigest: string;
   /** The API server's answer to "who am I" (SelfSubjectReview) when the approval was made. */
   approvedBy: Approver;
-  /** RFC 3339. */
-  approvedAt: string;
+  /**
+   * Never set by a client: when an approval was made is the API server's time, the object's
+   * `metadata.creationTimestamp` (Approval.approvedAt). The admission policy refuses a value
+   * here, and the agent rejects an approval that carries one.
+   */
+  approvedAt?: string;
   comment?: string;
 }
 
@@ -43,7 +47,8 @@ export interface Approval {
   namespace: string;
   uid?: string;
   resourceVersion?: string;
-  createdAt?: string;
+  /** When the API server created it (metadata.creationTimestamp): when it was approved. */
+  approvedAt: string;
   spec: ApprovalSpec;
   status: ApprovalStatus;
 }
@@ -183,26 +188,22 @@ function toApproval(raw: RawApproval): Approval {
     namespace: raw.metadata.namespace ?? '',
     ...(raw.metadata.uid ? { uid: raw.metadata.uid } : {}),
     ...(raw.metadata.resourceVersion ? { resourceVersion: raw.metadata.resourceVersion } : {}),
-    ...(created ? { createdAt: created instanceof Date ? created.toISOString() : created } : {}),
+    approvedAt: created instanceof Date ? created.toISOString() : (created ?? ''),
     spec: {
       cluster: spec.cluster ?? '',
       revision: spec.revision ?? '',
       planDigest: spec.planDigest ?? '',
       approvedBy: { username: '', ...spec.approvedBy },
-      approvedAt: spec.approvedAt ?? '',
+      ...(spec.approvedAt !== undefined ? { approvedAt: String(spec.approvedAt) } : {}),
       ...(spec.comment ? { comment: spec.comment } : {}),
     },
     status: raw.status ?? {},
   };
 }
 
-/** Newest first: by creation time, then approval time, then name (stable). */
+/** Newest first: by the API server's creation time, then name (stable). */
 function newestFirst(a: Approval, b: Approval): number {
-  return (
-    (b.createdAt ?? '').localeCompare(a.createdAt ?? '') ||
-    b.spec.approvedAt.localeCompare(a.spec.approvedAt) ||
-    b.name.localeCompare(a.name)
-  );
+  return b.approvedAt.localeCompare(a.approvedAt) || b.name.localeCompare(a.name);
 }
 
 function limitMessage(status: ApprovalStatus): ApprovalStatus {

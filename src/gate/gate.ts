@@ -35,6 +35,7 @@ import {
 import type { ResolvedRelease } from '../resolve/resolve.js';
 import { createApprovalStore, isUnused, type Approval, type ApprovalStore } from './approvals.js';
 import { createLiveCluster } from './live-cluster.js';
+import { loadPlanKey, sealOf, sealVerifies } from './seal.js';
 import { createPlanStore, planName, planStatus, type PlanStore, type StoredPlan } from './plans.js';
 
 /** How many plans per cluster the agent keeps: the bounded record of the heads it planned. */
@@ -54,6 +55,8 @@ export interface GateDeps {
   };
   /** Keys the hashes that stand in for secret values in diffs (PlanDeps.digestKey). */
   digestKey: Buffer;
+  /** Seals the MooringPlans the agent publishes (seal.ts); default: loaded from its Secret. */
+  planKey?: Buffer;
   /** Kubernetes clients; the stores and live source below default to ones built from them. */
   clients?: Pick<KubeClients, 'core' | 'customObjects' | 'objects'>;
   approvals?: ApprovalStore;
@@ -86,6 +89,22 @@ export function createGate(deps: GateDeps): Gate {
   let inFlight: { approval: Approval; snapshot: Snapshot } | undefined;
 
   const live = (): LiveSource => deps.live ?? createLiveCluster(needClients());
+  let planKeyLoading: Promise<Buffer> | undefined;
+  const planKey = (): Promise<Buffer> => {
+    if (deps.planKey) return Promise.resolve(deps.planKey);
+    planKeyLoading ??= loadPlanKey(needClients().core, namespace).catch((err: unknown) => {
+      planKeyLoading = undefined; // try again next pass
+      throw err;
+    });
+    return planKeyLoading;
+  };
+  const planRef = (name: string, uid?: string): ObjectRef => ({
+    apiVersion: MOORING_API_VERSION,
+    kind: MOORING_KINDS.MooringPlan.kind,
+    name,
+    namespace,
+    ...(uid ? { uid } : {}),
+  });
 
   const event = (ref: ObjectRef, type: 'Normal' | 'Warning', reason: string, message: string) =>
     deps.events?.record(ref, type, reason, message).catch(() => undefined);
@@ -122,6 +141,7 @@ export function createGate(deps: GateDeps): Gate {
     const rejections: string[] = [];
     const candidates = (await approvals.list(cluster)).filter(isUnused);
     const stored = candidates.length ? await plans.list(cluster) : [];
+    const key = candidates.length ? await planKey() : Buffer.alloc(0);
     for (const [i, approval] of candidates.entries()) {
       const { revision, planDigest } = approval.spec;
       const reject = async (why: string) => {
@@ -139,13 +159,27 @@ export function createGate(deps: GateDeps): Gate {
         await reject('spec.revision is not a full commit sha');
         continue;
       }
-      // The record of what this agent planned: its own MooringPlans. A commit it never saw at
-      // the head of its branch (a feature branch, a pull request) is never checked out.
+      if (approval.spec.approvedAt !== undefined) {
+        await reject(
+          "spec.approvedAt is set by the client; when an approval was made is the API server's " +
+            'time (metadata.creationTimestamp), so the field must be left out; nothing was applied',
+        );
+        continue;
+      }
+      // The record of what this agent planned: its own sealed MooringPlans. A commit it never
+      // saw at the head of its branch (a feature branch, a pull request) is never checked out.
       const published = stored.find((p) => p.status.revision === revision);
       if (!published) {
         await reject(
           `revision ${revision.slice(0, 7)} was never planned by this agent: it plans only revisions ` +
             'it saw at the head of the branch it tracks; nothing was applied',
+        );
+        continue;
+      }
+      if (!sealVerifies(key, published.status)) {
+        await reject(
+          `MooringPlan ${published.name} was changed by someone other than the agent (its seal does ` +
+            'not verify), so it cannot be trusted; nothing was applied. A new plan is published for review',
         );
         continue;
       }
@@ -182,7 +216,7 @@ export function createGate(deps: GateDeps): Gate {
         }
       }
       const { livePlan } = await plan(clusterPlan, revision, source, records);
-      if (livePlan.digest !== planDigest) {
+      if (livePlan.binding !== published.status.binding) {
         releaseSnapshot(snapshot, input.head);
         // The new digest is not named: nobody was shown it yet (the new plan is published below).
         await reject(
@@ -261,8 +295,19 @@ export function createGate(deps: GateDeps): Gate {
     const reason = rejections.length ? `${rejections[rejections.length - 1]}; ${waiting}` : waiting;
     const stored = await plans.list(cluster);
     const current = stored.find((p) => p.name === name);
+    const key = await planKey();
+    const tampered = current !== undefined && !sealVerifies(key, current.status);
+    if (tampered) {
+      await event(
+        planRef(name, current.uid),
+        'Warning',
+        'PlanTampered',
+        `the status of MooringPlan ${name} was changed by someone other than the agent (its seal does not verify); it is published again`,
+      );
+      deps.log?.warn({ plan: name }, 'a MooringPlan was changed outside the agent; publishing it again');
+    }
 
-    if (current?.status.digest === livePlan.digest && current.status.phase === 'pending') {
+    if (!tampered && current?.status.binding === livePlan.binding && current.status.phase === 'pending') {
       if (current.status.reason !== reason) await plans.update(name, { reason });
     } else {
       const knownSecretPaths = await secretPathsDeployed(input, livePlan, state.records);
@@ -284,31 +329,28 @@ export function createGate(deps: GateDeps): Gate {
             }
           : {}),
       });
-      const published = await plans.publish(
-        name,
-        planStatus({ plan: livePlan, diffs, phase: 'pending', reason, createdAt: iso() }),
-      );
+      const status = planStatus({ plan: livePlan, diffs, phase: 'pending', reason, createdAt: iso() });
+      const published = await plans.publish(name, { ...status, seal: sealOf(key, status) });
       await event(
-        {
-          apiVersion: MOORING_API_VERSION,
-          kind: MOORING_KINDS.MooringPlan.kind,
-          name,
-          namespace,
-          ...(published.uid ? { uid: published.uid } : {}),
-        },
+        planRef(name, published.uid),
         'Normal',
         'PlanPending',
-        `revision ${head.revision.slice(0, 7)} waits for approval: ${summarize(livePlan)} (plan ${livePlan.digest})`,
+        `revision ${head.revision.slice(0, 7)} waits for approval: ${summarize(livePlan)} (plan ${status.digest})`,
       );
+      const recorded = new Map((state.records as Partial<ReleaseRecord>[]).map((r) => [r.name, r]));
       for (const r of livePlan.releases.filter((x) => CHANGING_ACTIONS.includes(x.action))) {
+        // A release whose approved upgrade failed stays `failed` (one truth for status,
+        // `mooring status` and metrics); retrying that same desired state waits for approval.
+        const record = recorded.get(r.name);
+        const failedHere = record?.state === 'failed' && record.failedDigest === r.desiredDigest;
         await deps.records.update(r.name, {
           namespace: r.namespace,
-          state: 'pending-approval',
+          ...(failedHere ? {} : { state: 'pending-approval' }),
           desiredRevision: head.revision,
           ...(r.desiredDigest ? { desiredDigest: r.desiredDigest } : {}),
         });
       }
-      deps.log?.info({ revision: head.revision, digest: livePlan.digest }, 'plan waits for approval');
+      deps.log?.info({ revision: head.revision, binding: livePlan.binding }, 'plan waits for approval');
     }
     await retire(stored, name);
     return reason;

@@ -7,6 +7,7 @@ import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { MooringError } from '../errors.js';
 import { apiErrorMessage, isAlreadyExists, isConflict, isNotFound } from '../kube/client.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
+import { canonicalJson, sha256 } from '../plan/digest.js';
 import type { LivePlan, ReleaseAction, ReleaseDiff } from '../plan/live-diff.js';
 
 export type PlanPhase = 'pending' | 'approved' | 'applied' | 'failed' | 'superseded';
@@ -19,6 +20,7 @@ export interface PlanRelease {
   desiredDigest?: string;
   deployedDigest?: string;
   helmRevision?: number;
+  helmStatus?: string;
   valuesDiff?: string;
   manifestDiff?: string;
   truncated?: boolean;
@@ -30,7 +32,12 @@ export interface PlanStatus {
   cluster: string;
   revision: string;
   shortRevision: string;
+  /** What an Approval names: planDigest() of this status, so it covers everything shown. */
   digest: string;
+  /** What applying would do (LivePlan.binding); the agent recomputes it before applying. */
+  binding: string;
+  /** The agent's HMAC over everything but the phase fields (seal.ts); absent on old plans. */
+  seal?: string;
   phase: PlanPhase;
   reason?: string;
   changes: number;
@@ -80,11 +87,12 @@ export function planStatus(input: {
   const withDiffs = input.diffs.filter((d) => d.valuesDiff || d.manifestDiff).length;
   const limit = Math.min(DIFF_LIMIT, Math.floor(TOTAL_DIFF_BUDGET / Math.max(1, 2 * withDiffs)));
   const diffs = new Map(input.diffs.map((d) => [d.name, d]));
-  return {
+  const status: PlanStatus = {
     cluster: input.plan.cluster,
     revision: input.plan.revision,
     shortRevision: input.plan.revision.slice(0, 7),
-    digest: input.plan.digest,
+    digest: '',
+    binding: input.plan.binding,
     phase: input.phase,
     reason: input.reason,
     changes: input.plan.changes,
@@ -101,6 +109,7 @@ export function planStatus(input: {
         ...(r.desiredDigest ? { desiredDigest: r.desiredDigest } : {}),
         ...(r.deployedDigest ? { deployedDigest: r.deployedDigest } : {}),
         ...(r.helmRevision !== undefined ? { helmRevision: r.helmRevision } : {}),
+        ...(r.helmStatus ? { helmStatus: r.helmStatus } : {}),
         ...(values.text ? { valuesDiff: values.text } : {}),
         ...(manifest.text ? { manifestDiff: manifest.text } : {}),
         ...(values.cut || manifest.cut ? { truncated: true } : {}),
@@ -109,6 +118,26 @@ export function planStatus(input: {
       };
     }),
   };
+  return { ...status, digest: planDigest(status) };
+}
+
+/**
+ * The digest an Approval names: sha256 over everything a plan shows about what it would do
+ * (cluster, revision, the binding digest, and per release every field, diffs included), so
+ * that `mooring approve` can check that the plan it shows is the plan it approves. The
+ * phase fields (phase, reason, who approved, when applied) are left out: they change as
+ * the plan is used.
+ */
+export function planDigest(status: PlanStatus): string {
+  return `sha256:${sha256(
+    canonicalJson({
+      cluster: status.cluster,
+      revision: status.revision,
+      binding: status.binding,
+      changes: status.changes,
+      releases: status.releases,
+    }),
+  )}`;
 }
 
 function cut(text: string, limit: number): { text: string; cut: boolean } {
@@ -256,6 +285,8 @@ function toStored(raw: RawPlan): StoredPlan {
       revision: s.revision ?? '',
       shortRevision: s.shortRevision ?? (s.revision ?? '').slice(0, 7),
       digest: s.digest ?? '',
+      binding: s.binding ?? '',
+      ...(s.seal ? { seal: s.seal } : {}),
       phase: s.phase ?? 'pending',
       changes: s.changes ?? 0,
       createdAt: s.createdAt ?? '',

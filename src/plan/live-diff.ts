@@ -93,12 +93,16 @@ export interface ReleaseChange {
   helmStatus?: string;
 }
 
-/** What applying a plan would change, with the digest an approval must name. */
+/** What applying a plan would change. */
 export interface LivePlan {
   cluster: string;
   revision: string;
-  /** `sha256:<hex>` over the revision and each release's action and digests (see planDigest). */
-  digest: string;
+  /**
+   * `sha256:<hex>` over what applying would do (see bindingDigest): recomputed by the agent
+   * from its own data before it applies an approved plan. The digest an approval names also
+   * covers the diffs shown (src/gate/plans.ts, planDigest).
+   */
+  binding: string;
   releases: ReleaseChange[];
   /** Releases that would be installed, upgraded or uninstalled. */
   changes: number;
@@ -200,7 +204,7 @@ export function planChanges(
     releases,
     changes: releases.filter((r) => CHANGING_ACTIONS.includes(r.action)).length,
   };
-  return { ...livePlan, digest: planDigest(livePlan) };
+  return { ...livePlan, binding: bindingDigest(livePlan) };
 }
 
 function describeAction(action: ReturnType<typeof nextAction>): [ReleaseAction, string] {
@@ -223,12 +227,12 @@ function describeAction(action: ReturnType<typeof nextAction>): [ReleaseAction, 
 }
 
 /**
- * The digest of a plan: the revision, and per release its action and the digests that
- * decided it (desired, last converged, helm's revision and status). The same revision over
- * the same live releases always gives the same digest; diffs, times and messages are left
- * out because they change without changing what applying would do.
+ * What a plan binds: the revision, and per release its action and the digests that decided
+ * it (desired, last converged, helm's revision and status). The same revision over the same
+ * live releases always gives the same digest; diffs, times and messages are left out because
+ * they change without changing what applying would do.
  */
-export function planDigest(plan: Pick<LivePlan, 'cluster' | 'revision' | 'releases'>): string {
+export function bindingDigest(plan: Pick<LivePlan, 'cluster' | 'revision' | 'releases'>): string {
   return `sha256:${sha256(
     canonicalJson({
       cluster: plan.cluster,

@@ -17,7 +17,7 @@ import { createHelm } from '../../src/converge/helm.js';
 import { listRevisions } from '../../src/converge/helm-storage.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createGate } from '../../src/gate/gate.js';
-import { createPlanStore, planName } from '../../src/gate/plans.js';
+import { createPlanStore, planDigest, planName } from '../../src/gate/plans.js';
 import { ensureApprovalPolicy } from '../../src/gate/policy.js';
 import { createKubeClients, loadKubeConfig, whoAmI, type KubeClients } from '../../src/kube/client.js';
 import { ensureCrds } from '../../src/observe/crds.js';
@@ -427,7 +427,6 @@ describe('an approval of a commit the agent never planned', () => {
       // Whatever digest it carries: here the one the approver saw for the applied plan.
       planDigest: appliedDigest,
       approvedBy: { username: me.username, groups: me.groups },
-      approvedAt: new Date().toISOString(),
     });
 
     const helmBefore = await listRevisions(clients.core, repo.releaseNs, 'web');
@@ -454,6 +453,47 @@ describe('an approval of a commit the agent never planned', () => {
     }
     // No plan was published for the feature commit either.
     expect((await plans.list(cluster)).map((p) => p.status.revision)).not.toContain(feature);
+  });
+});
+
+describe('a MooringPlan changed outside the agent', () => {
+  it('is never applied: the approval is rejected with an Event and the plan is published again', async () => {
+    const cluster = `gate-h-${run}`;
+    const repo = await gitopsRepo(cluster);
+    const a = await startAgent(cluster, repo.url, { approval: 'manual' });
+    expect(await a.pass()).toMatchObject({ outcome: 'pending-approval' });
+
+    // Whoever may patch MooringPlan status empties the diff and fixes up the digest.
+    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const name = planName(cluster, repo.first);
+    const original = (await plans.get(name))!.status;
+    const patched = { ...original, releases: original.releases.map((r) => ({ ...r, valuesDiff: '' })) };
+    patched.digest = planDigest(patched);
+    await plans.publish(name, patched);
+    const me = await whoAmI(clients);
+    const approval = await createApprovalStore({
+      customObjects: clients.customObjects,
+      namespace: a.namespace,
+    }).create({
+      cluster,
+      revision: repo.first,
+      planDigest: patched.digest,
+      approvedBy: { username: me.username, groups: me.groups },
+    });
+
+    expect(await a.pass()).toMatchObject({ outcome: 'pending-approval' });
+    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual([]);
+    const [rejected] = await approvalsOf(a.namespace, cluster);
+    expect(rejected).toMatchObject({ name: approval.name, status: { result: 'rejected' } });
+    expect(rejected!.status.message).toContain('its seal does not verify');
+    const events = await clients.core.listNamespacedEvent({ namespace: a.namespace });
+    expect(events.items.map((e) => `${e.involvedObject.name}/${e.reason}`)).toEqual(
+      expect.arrayContaining([`${approval.name}/ApprovalRejected`, `${name}/PlanTampered`]),
+    );
+    // The plan is the agent's again, and its digest is not the patched one.
+    const republished = (await plans.get(name))!.status;
+    expect(republished.digest).toBe(original.digest);
+    expect(republished.releases[0]!.valuesDiff).toContain('+greeting: hello from git');
   });
 });
 

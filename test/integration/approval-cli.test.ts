@@ -11,7 +11,7 @@ import { approve, type ApproveOptions, type Prompt } from '../../src/cli/approve
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
-import { createPlanStore, type PlanStatus } from '../../src/gate/plans.js';
+import { createPlanStore, planDigest, type PlanStatus } from '../../src/gate/plans.js';
 import { APPROVAL_POLICY_NAME, ensureApprovalPolicy } from '../../src/gate/policy.js';
 import {
   apiErrorMessage,
@@ -37,6 +37,8 @@ const CLUSTER = 'prod-eu';
 let kubeconfig: string;
 let admin: KubeClients;
 let scratch: string;
+/** The digest of the plan published in `ns`. */
+let digest: string;
 
 beforeAll(async () => {
   kubeconfig = inject('kubeconfig');
@@ -91,7 +93,7 @@ beforeAll(async () => {
       { fieldManager: 'test', force: true, dryRun: false },
     );
   }
-  await publishPlan(ns, CLUSTER);
+  digest = (await publishPlan(ns, CLUSTER)).digest;
   await policyInForce();
 });
 
@@ -106,7 +108,8 @@ async function publishPlan(namespace: string, cluster: string, revision = REVISI
     cluster,
     revision,
     shortRevision: revision.slice(0, 7),
-    digest: 'sha256:' + 'd'.repeat(64),
+    digest: '',
+    binding: 'sha256:' + 'b'.repeat(64),
     phase: 'pending',
     reason: 'waiting for approval',
     changes: 1,
@@ -123,6 +126,7 @@ async function publishPlan(namespace: string, cluster: string, revision = REVISI
       },
     ],
   };
+  status.digest = planDigest(status);
   const plans = createPlanStore({ customObjects: admin.customObjects, namespace });
   await servedAfterCrdUpdate(() => plans.list());
   await plans.publish(`${cluster}-${revision.slice(0, 12)}`, status);
@@ -153,7 +157,6 @@ function forged(namespace: string, username: string) {
       revision: REVISION,
       planDigest: 'sha256:' + 'd'.repeat(64),
       approvedBy: { username },
-      approvedAt: '2025-06-01T12:00:00Z',
     },
   };
 }
@@ -238,9 +241,7 @@ describe('mooring approve', () => {
       io,
     );
     expect(code).toBe(0);
-    expect(io.text()).toContain(
-      `cluster ${CLUSTER}  revision ${REVISION.slice(0, 12)}  plan sha256:${'d'.repeat(64)}`,
-    );
+    expect(io.text()).toContain(`cluster ${CLUSTER}  revision ${REVISION.slice(0, 12)}  plan ${digest}`);
     expect(io.text()).toMatch(/web\s+web\s+upgrade\s+4\s+the desired state changed/);
     expect(io.text()).toContain('-replicas: 2\n+replicas: 3');
     expect(io.text()).toContain(`approved: revision ${REVISION.slice(0, 7)} of cluster ${CLUSTER}`);
@@ -249,11 +250,12 @@ describe('mooring approve', () => {
     expect(approval!.spec).toEqual({
       cluster: CLUSTER,
       revision: REVISION,
-      planDigest: `sha256:${'d'.repeat(64)}`,
+      planDigest: digest,
       approvedBy: { username: `alice-${run}`, groups: ['approvers', 'system:authenticated'] },
-      approvedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       comment: 'change 42',
     });
+    // When it was approved is the API server's time, not a value the client sent.
+    expect(approval!.approvedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
 
   it('answers in JSON for scripts', async () => {
@@ -317,6 +319,29 @@ describe('mooring approve', () => {
     expect((await approvals()).length).toBe(before + 1);
   });
 
+  it('refuses a plan whose shown content does not hash to its digest', async () => {
+    const patched = `approve-patched-${run}`;
+    await admin.core.createNamespace({ body: { metadata: { name: patched } } });
+    try {
+      const status = await publishPlan(patched, CLUSTER);
+      // Someone who may patch MooringPlan status hides the replica change from the diff.
+      const plans = createPlanStore({ customObjects: admin.customObjects, namespace: patched });
+      await plans.publish(`${CLUSTER}-${REVISION.slice(0, 12)}`, {
+        ...status,
+        releases: [{ ...status.releases[0]!, valuesDiff: '' }],
+      });
+      const io = capture();
+      expect(await approve(options(kubeconfig, { namespace: patched, yes: true }), io)).toBe(1);
+      expect(io.errors()).toContain('does not hash to its digest');
+      expect(io.errors()).toContain('nothing was approved');
+      expect(
+        await createApprovalStore({ customObjects: admin.customObjects, namespace: patched }).list(CLUSTER),
+      ).toEqual([]);
+    } finally {
+      await admin.core.deleteNamespace({ name: patched }).catch(() => undefined);
+    }
+  });
+
   it('says so when nothing waits, and asks which cluster when several do', async () => {
     const empty = `approve-empty-${run}`;
     await admin.core.createNamespace({ body: { metadata: { name: empty } } });
@@ -358,6 +383,24 @@ describe('the approval admission policy', () => {
     const message = await attempt.catch((err: unknown) => apiErrorMessage(err));
     expect(message).toContain(
       `spec.approvedBy.username must be the user making the request (alice-forger-${run}), not the-cto`,
+    );
+  });
+
+  it("rejects an approval that sets its own approval time: that is the API server's", async () => {
+    const alice = createKubeClients(
+      loadKubeConfig({ kubeconfig: await mintUser(`alice-clock-${run}`, 'approvers') }),
+    );
+    const body = forged(ns, `alice-clock-${run}`);
+    const attempt = alice.customObjects.createNamespacedCustomObject({
+      group: 'mooring.io',
+      version: 'v1alpha1',
+      plural: 'approvals',
+      namespace: ns,
+      body: { ...body, spec: { ...body.spec, approvedAt: '2020-01-01T00:00:00Z' } },
+    });
+    await expect(attempt).rejects.toMatchObject({ code: 422 });
+    expect(await attempt.catch((err: unknown) => apiErrorMessage(err))).toContain(
+      'spec.approvedAt must be left out',
     );
   });
 

@@ -91,7 +91,6 @@ describe('CRDs', () => {
         revision: SHA_A,
         planDigest: 'sha256:plan',
         approvedBy: { username: me.username, groups: me.groups },
-        approvedAt: '2025-03-01T10:00:00Z',
       },
     };
     await serverSideApply(clients, approval, { fieldManager: 'test' });

@@ -11,7 +11,7 @@ import {
   normalizeObject,
   parseManifest,
   planChanges,
-  planDigest,
+  bindingDigest,
   valuesDiff,
   type HelmState,
   type KubeObject,
@@ -130,7 +130,7 @@ describe('planChanges: the action per release', () => {
   });
 });
 
-describe('planDigest', () => {
+describe('bindingDigest', () => {
   const plan = { cluster, releases: [planned('web', 'sha256:w2'), planned('api', 'sha256:a1')] };
   const live = (webRevision: number) =>
     state(
@@ -154,22 +154,22 @@ describe('planDigest', () => {
       revision: REV,
       prune: false,
     });
-    expect(a.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(b.digest).toBe(a.digest);
+    expect(a.binding).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(b.binding).toBe(a.binding);
   });
 
   it('changes with the revision, a desired digest, or the live helm revision', () => {
-    const base = planChanges(plan, live(3), { revision: REV, prune: false }).digest;
-    expect(planChanges(plan, live(3), { revision: '2'.repeat(40), prune: false }).digest).not.toBe(base);
-    expect(planChanges(plan, live(4), { revision: REV, prune: false }).digest).not.toBe(base);
+    const base = planChanges(plan, live(3), { revision: REV, prune: false }).binding;
+    expect(planChanges(plan, live(3), { revision: '2'.repeat(40), prune: false }).binding).not.toBe(base);
+    expect(planChanges(plan, live(4), { revision: REV, prune: false }).binding).not.toBe(base);
     const changed = { cluster, releases: [planned('web', 'sha256:w3'), planned('api', 'sha256:a1')] };
-    expect(planChanges(changed, live(3), { revision: REV, prune: false }).digest).not.toBe(base);
+    expect(planChanges(changed, live(3), { revision: REV, prune: false }).binding).not.toBe(base);
   });
 
   it('ignores the wording of reasons', () => {
     const p = planChanges(plan, live(3), { revision: REV, prune: false });
     const reworded = { ...p, releases: p.releases.map((r) => ({ ...r, reason: 'something else' })) };
-    expect(planDigest(reworded)).toBe(p.digest);
+    expect(bindingDigest(reworded)).toBe(p.binding);
   });
 });
 

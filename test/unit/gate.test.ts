@@ -6,7 +6,14 @@ import type { HelmObservation } from '../../src/converge/decide.js';
 import type { ConvergeResult, ReleaseRecord } from '../../src/converge/converger.js';
 import type { Approval, ApprovalSpec, ApprovalStatus, ApprovalStore } from '../../src/gate/approvals.js';
 import { createGate, PLAN_HISTORY } from '../../src/gate/gate.js';
-import { planName, type PlanStatus, type PlanStore, type StoredPlan } from '../../src/gate/plans.js';
+import {
+  planDigest,
+  planName,
+  type PlanStatus,
+  type PlanStore,
+  type StoredPlan,
+} from '../../src/gate/plans.js';
+import { sealVerifies } from '../../src/gate/seal.js';
 import type { ClusterPlan, PlannedRelease } from '../../src/plan/cluster-plan.js';
 import { observeLive, planChanges, type LiveSource } from '../../src/plan/live-diff.js';
 import type { ResolvedRelease } from '../../src/resolve/resolve.js';
@@ -14,6 +21,7 @@ import type { ResolvedRelease } from '../../src/resolve/resolve.js';
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
 const CLUSTER = 'prod-eu';
+const PLAN_KEY = Buffer.from('the agent plan key');
 
 function release(name: string, digest: string, secretPaths: string[][] = []): PlannedRelease {
   return {
@@ -52,7 +60,7 @@ function world() {
     list: async (cluster) =>
       approvals
         .filter((a) => a.spec.cluster === cluster)
-        .sort((x, y) => y.spec.approvedAt.localeCompare(x.spec.approvedAt)),
+        .sort((x, y) => y.approvedAt.localeCompare(x.approvedAt)),
     claim: async (approval, at) => {
       const current = approvals.find((a) => a.name === approval.name);
       if (!current || current.resourceVersion !== approval.resourceVersion) return undefined;
@@ -119,6 +127,7 @@ function world() {
     plans: planStore,
     live,
     digestKey: Buffer.from('k'),
+    planKey: PLAN_KEY,
     records: {
       list: async () => [...records.values()].map((r) => structuredClone(r)),
       update: async (name, patch) => {
@@ -181,11 +190,11 @@ function world() {
         planFor: async (s) => plansByRevision.get(s.revision)!,
       });
     },
-    /** What the gate would have published for `revision`: its digest, computed the same way. */
-    digestOf: async (revision: string, plan: ClusterPlan) => {
+    /** What the gate would bind for `revision`, computed the same way. */
+    bindingOf: async (revision: string, plan: ClusterPlan) => {
       plansByRevision.set(revision, plan);
       const state = await observeLive(plan, [...records.values()], live);
-      return planChanges(plan, state, { revision, prune: false }).digest;
+      return planChanges(plan, state, { revision, prune: false }).binding;
     },
     approve: (
       spec: Partial<ApprovalSpec> & { revision: string; planDigest: string },
@@ -197,10 +206,10 @@ function world() {
         namespace: 'mooring-system',
         uid: `uid-${name}`,
         resourceVersion: '1',
+        approvedAt: new Date(clock).toISOString(),
         spec: {
           cluster: CLUSTER,
           approvedBy: { username: 'alice', groups: ['ops'] },
-          approvedAt: new Date(clock).toISOString(),
           ...spec,
         },
         status,
@@ -253,8 +262,11 @@ describe('the approval gate', () => {
       revision: A,
       phase: 'pending',
       changes: 2,
-      digest: await w.digestOf(A, clusterPlan(release('web', 'sha256:w2'), release('api', 'sha256:a1'))),
+      binding: await w.bindingOf(A, clusterPlan(release('web', 'sha256:w2'), release('api', 'sha256:a1'))),
+      seal: expect.stringMatching(/^hmac-sha256:[0-9a-f]{64}$/),
     });
+    expect(plan.status.digest).toBe(planDigest(plan.status));
+    expect(sealVerifies(PLAN_KEY, plan.status)).toBe(true);
     expect(plan.status.releases.map((r) => [r.name, r.action])).toEqual([
       ['api', 'install'],
       ['web', 'upgrade'],
@@ -323,6 +335,28 @@ describe('the approval gate', () => {
       result: 'failed',
       message: expect.stringContaining('web (helm timed out)'),
     });
+  });
+
+  it('leaves a release whose approved upgrade failed `failed`, not pending-approval, while its retry waits', async () => {
+    const w = world();
+    w.converged('web', 'sha256:w1', 1);
+    const plan = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, plan);
+    const name = w.approve({ revision: A, planDigest: w.plans.get(planName(CLUSTER, A))!.status.digest });
+    expect(await w.check(A, plan)).toMatchObject({ apply: true, approval: name });
+    // The converger recorded the failure (helm rolled back to revision 3).
+    w.helm.set('web/web', { revision: 3, status: 'deployed', lastDeployedRevision: 3 });
+    w.records.set('web', {
+      ...w.records.get('web')!,
+      state: 'failed',
+      failedDigest: 'sha256:w2',
+      lastError: 'helm timed out',
+    });
+    await w.gate.applied!(name, convergeResult(A, false));
+
+    expect((await w.check(A, plan)).apply).toBe(false);
+    expect(w.records.get('web')).toMatchObject({ state: 'failed', lastError: 'helm timed out' });
+    expect(w.plans.get(planName(CLUSTER, A))!.status.phase).toBe('pending');
   });
 
   it('refuses an approval whose plan changed since (same revision, different live state), and keeps waiting', async () => {
@@ -412,7 +446,7 @@ describe('the approval gate', () => {
     // A commit on a feature branch: the repository has it, the agent never saw it at the head.
     const feature = 'e'.repeat(40);
     w.plansByRevision.set(feature, clusterPlan(release('web', 'sha256:evil')));
-    const digestFeature = await w.digestOf(feature, clusterPlan(release('web', 'sha256:evil')));
+    const digestFeature = await w.bindingOf(feature, clusterPlan(release('web', 'sha256:evil')));
     const byDigest = w.approve({ revision: feature, planDigest: digestFeature });
     const byOtherDigest = w.approve({ revision: feature, planDigest: digestA });
 
@@ -436,6 +470,73 @@ describe('the approval gate', () => {
         if (name === byOtherDigest) expect(text).not.toContain(digestFeature);
       }
     }
+  });
+
+  it('refuses an approval of a plan whose status was changed outside the agent, and publishes it again', async () => {
+    const w = world();
+    const plan = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, plan);
+    const stored = w.plans.get(planName(CLUSTER, A))!;
+    // Someone who may patch MooringPlan status hides the change from the diff, and fixes up
+    // the digest so that it still hashes right.
+    stored.status.releases[0]!.valuesDiff = '';
+    stored.status.digest = planDigest(stored.status);
+    const name = w.approve({ revision: A, planDigest: stored.status.digest });
+
+    expect((await w.check(A, plan)).apply).toBe(false);
+    const a = w.approvals.find((x) => x.name === name)!;
+    expect(a.status).toMatchObject({
+      result: 'rejected',
+      message: expect.stringContaining('seal does not verify'),
+    });
+    expect(w.events.map((e) => e.reason)).toEqual([
+      'PlanPending',
+      'ApprovalRejected',
+      'PlanTampered',
+      'PlanPending',
+    ]);
+    const republished = w.plans.get(planName(CLUSTER, A))!.status;
+    expect(sealVerifies(PLAN_KEY, republished)).toBe(true);
+    expect(republished.releases[0]!.valuesDiff).toContain('+image: sha256:w2');
+  });
+
+  it('refuses a plan record invented for a commit the agent never saw', async () => {
+    const w = world();
+    await w.check(A, clusterPlan(release('web', 'sha256:w2')));
+    const feature = 'e'.repeat(40);
+    const forged: PlanStatus = {
+      ...structuredClone(w.plans.get(planName(CLUSTER, A))!.status),
+      revision: feature,
+    };
+    forged.digest = planDigest(forged);
+    w.plans.set(planName(CLUSTER, feature), {
+      name: planName(CLUSTER, feature),
+      namespace: 'mooring-system',
+      status: forged,
+    });
+    w.plansByRevision.set(feature, clusterPlan(release('web', 'sha256:w2')));
+    const name = w.approve({ revision: feature, planDigest: forged.digest });
+
+    expect((await w.check(A, clusterPlan(release('web', 'sha256:w2')))).apply).toBe(false);
+    expect(w.checkouts).toEqual([]);
+    expect(w.approvals.find((x) => x.name === name)!.status).toMatchObject({
+      result: 'rejected',
+      message: expect.stringContaining('seal does not verify'),
+    });
+  });
+
+  it('refuses an approval whose client set approvedAt', async () => {
+    const w = world();
+    const plan = clusterPlan(release('web', 'sha256:w2'));
+    await w.check(A, plan);
+    const digest = w.plans.get(planName(CLUSTER, A))!.status.digest;
+    const name = w.approve({ revision: A, planDigest: digest, approvedAt: '2020-01-01T00:00:00Z' });
+    expect((await w.check(A, plan)).apply).toBe(false);
+    expect(w.approvals.find((x) => x.name === name)!.status).toMatchObject({
+      result: 'rejected',
+      message: expect.stringContaining("the API server's time"),
+    });
+    expect(w.events.find((e) => e.name === name)).toMatchObject({ reason: 'ApprovalRejected' });
   });
 
   it('rejects an approval naming a digest the agent did not publish for that revision', async () => {
