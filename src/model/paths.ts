@@ -4,7 +4,7 @@
 import { lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { MooringError, type ErrorContext } from '../errors.js';
-import { DEFAULT_YAML_LIMITS } from './yaml.js';
+import { decodeUtf8, DEFAULT_YAML_LIMITS } from './yaml.js';
 
 /** Resolves a repository-relative path, refusing anything that would leave the repository. */
 export function resolveInRepo(root: string, rel: string, ctx: ErrorContext = {}): string {
@@ -45,7 +45,7 @@ export function assertInside(root: string, abs: string, ctx: ErrorContext, shown
   }
 }
 
-/** Reads a repository file as UTF-8 text, bounded in size, refusing escapes. */
+/** Reads a repository file as UTF-8 text, bounded in size, refusing escapes and bytes that are not UTF-8. */
 export function readRepoFile(root: string, rel: string, maxBytes = DEFAULT_YAML_LIMITS.maxBytes): string {
   const abs = resolveInRepo(root, rel, { file: rel });
   const st = statSync(abs);
@@ -53,5 +53,5 @@ export function readRepoFile(root: string, rel: string, maxBytes = DEFAULT_YAML_
   if (st.size > maxBytes) {
     throw new MooringError(`file is ${st.size} bytes, over the limit of ${maxBytes} bytes`, { file: rel });
   }
-  return readFileSync(abs, 'utf8');
+  return decodeUtf8(readFileSync(abs), rel);
 }

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MooringError } from '../../src/errors.js';
 import { loadClusterModel, scanLayer } from '../../src/model/repo.js';
 import { mergeReleases, parseReleasesFile } from '../../src/model/releases.js';
-import { parseYaml } from '../../src/model/yaml.js';
+import { DEFAULT_YAML_LIMITS, parseYaml } from '../../src/model/yaml.js';
 import { resolveCluster } from '../../src/resolve/resolve.js';
 
 /** Writes a repository from a map of path -> content into a fresh temp dir. */
@@ -55,7 +55,7 @@ describe('YAML loading', () => {
 
   it('refuses oversized files before parsing them', () => {
     const err = errorOf(() =>
-      parseYaml(`a: "${'x'.repeat(2000)}"`, 'big.yaml', { maxBytes: 1000, maxAliases: 10 }),
+      parseYaml(`a: "${'x'.repeat(2000)}"`, 'big.yaml', { ...DEFAULT_YAML_LIMITS, maxBytes: 1000 }),
     );
     expect(err.message).toMatch(/over the limit of 1000 bytes/);
   });
