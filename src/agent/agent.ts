@@ -1,7 +1,8 @@
 // The agent loop: poll Git, work out what this cluster should run, pass it through the
 // approval gate, converge it, and check for drift; then wait for the next interval or a
 // webhook. A pass never throws: every failure is reported and retried with backoff.
-import { describeError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { describeError, MooringError } from '../errors.js';
 import type { ApprovalMode, AgentConfig } from './config.js';
 import {
   converge,
@@ -120,6 +121,14 @@ export class Agent {
 
   private planFor = async (snapshot: Snapshot): Promise<ClusterPlan> => {
     if (this.planCache?.revision === snapshot.revision) return this.planCache.plan;
+    const { path } = this.deps.config;
+    if (path && !existsSync(snapshot.dir)) {
+      throw new MooringError(
+        `--path ${path} is not a folder in revision ${snapshot.revision}`,
+        { field: '--path', revision: snapshot.revision },
+        { hint: '--path names the folder of the repository that holds clusters/ and environments/' },
+      );
+    }
     const model = loadClusterModel(snapshot.dir, this.deps.config.cluster);
     const plan = await planModel(model, this.deps.planDeps);
     this.planCache = { revision: snapshot.revision, plan };

@@ -4,6 +4,8 @@
 import { MooringError } from '../errors.js';
 import { redactUrl } from '../source/credentials.js';
 import type { DriftMode } from '../model/releases.js';
+import { layoutPath } from '../model/paths.js';
+import { parseSshUrl } from '../source/ssh-transport.js';
 import { DNS_LABEL, parseDuration } from '../model/schema.js';
 
 export type ApprovalMode = 'auto' | 'manual';
@@ -11,6 +13,8 @@ export type ApprovalMode = 'auto' | 'manual';
 export interface AgentConfig {
   repo: string;
   branch: string;
+  /** `--path`: the repository folder that holds the layout (clean, relative); unset = the root. */
+  path?: string;
   cluster: string;
   approval: ApprovalMode;
   drift: DriftMode;
@@ -23,6 +27,10 @@ export interface AgentConfig {
   gitUsernameFile?: string;
   gitPasswordFile?: string;
   gitCaFile?: string;
+  /** Private key for an SSH --repo. */
+  gitSshKeyFile?: string;
+  /** known_hosts for an SSH --repo: host keys are always checked. */
+  gitKnownHostsFile?: string;
   ageKeyFile?: string;
   /** Namespace of the agent's own objects (status, plans, approvals, lease). */
   namespace: string;
@@ -56,6 +64,7 @@ interface Setting {
 const SETTINGS: Setting[] = [
   { flag: 'repo', env: 'MOORING_REPO', key: 'repo', kind: 'string' },
   { flag: 'branch', env: 'MOORING_BRANCH', key: 'branch', kind: 'string' },
+  { flag: 'path', env: 'MOORING_PATH', key: 'path', kind: 'string' },
   { flag: 'cluster', env: 'MOORING_CLUSTER', key: 'cluster', kind: 'string' },
   { flag: 'approval', env: 'MOORING_APPROVAL', key: 'approval', kind: 'enum', values: ['auto', 'manual'] },
   { flag: 'drift', env: 'MOORING_DRIFT', key: 'drift', kind: 'enum', values: ['correct', 'warn', 'off'] },
@@ -67,6 +76,13 @@ const SETTINGS: Setting[] = [
   { flag: 'git-username-file', env: 'MOORING_GIT_USERNAME_FILE', key: 'gitUsernameFile', kind: 'string' },
   { flag: 'git-password-file', env: 'MOORING_GIT_PASSWORD_FILE', key: 'gitPasswordFile', kind: 'string' },
   { flag: 'git-ca-file', env: 'MOORING_GIT_CA_FILE', key: 'gitCaFile', kind: 'string' },
+  { flag: 'git-ssh-key-file', env: 'MOORING_GIT_SSH_KEY_FILE', key: 'gitSshKeyFile', kind: 'string' },
+  {
+    flag: 'git-known-hosts-file',
+    env: 'MOORING_GIT_KNOWN_HOSTS_FILE',
+    key: 'gitKnownHostsFile',
+    kind: 'string',
+  },
   { flag: 'age-key-file', env: 'MOORING_AGE_KEY_FILE', key: 'ageKeyFile', kind: 'string' },
   { flag: 'namespace', env: 'MOORING_NAMESPACE', key: 'namespace', kind: 'string' },
   { flag: 'work-dir', env: 'MOORING_WORK_DIR', key: 'workDir', kind: 'string' },
@@ -177,13 +193,32 @@ export function loadAgentConfig(flags: Record<string, unknown>, env: NodeJS.Proc
     );
   }
   const repo = config.repo as string;
-  if (!/^https?:\/\//.test(repo)) {
+  const ssh = /^https?:\/\//.test(repo) ? undefined : parseSshUrl(repo);
+  if (!/^https?:\/\//.test(repo) && !ssh) {
     throw new MooringError(
-      `--repo must be an https:// (or http://) Git URL, found ${JSON.stringify(redactUrl(repo))}`,
+      `--repo must be an https:// Git URL, ssh://git@host/org/repo.git or git@host:org/repo.git, found ${JSON.stringify(redactUrl(repo))}`,
       {
         field: '--repo',
       },
     );
+  }
+  if (ssh) {
+    if (ssh.user.includes(':')) {
+      throw new MooringError('--repo must not carry a password; SSH authenticates with --git-ssh-key-file', {
+        field: '--repo',
+      });
+    }
+    for (const [flag, key] of [
+      ['git-ssh-key-file', 'gitSshKeyFile'],
+      ['git-known-hosts-file', 'gitKnownHostsFile'],
+    ] as const) {
+      if (config[key] === undefined) {
+        throw new MooringError(
+          `an SSH --repo needs --${flag} (or MOORING_${flag.toUpperCase().replace(/-/g, '_')}); host keys are always checked`,
+          { field: `--${flag}` },
+        );
+      }
+    }
   }
   if (/^https?:\/\/[^/]*@/.test(repo)) {
     throw new MooringError(
@@ -193,5 +228,8 @@ export function loadAgentConfig(flags: Record<string, unknown>, env: NodeJS.Proc
       },
     );
   }
+  const path = layoutPath(config.path as string | undefined);
+  if (path === undefined) delete config.path;
+  else config.path = path;
   return config as unknown as AgentConfig;
 }

@@ -11,6 +11,8 @@ import type { OutputFormat } from './output.js';
 
 export interface CommonOptions {
   output?: OutputFormat;
+  /** `--path`: the layout's folder inside --repo. */
+  path?: string;
   ageKeyFile?: string;
 }
 
@@ -52,6 +54,14 @@ export function helmFromEnv(
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(opts.context ? { kubeContext: opts.context } : {}),
   });
+}
+
+/** `--path DIR` (`MOORING_PATH`): where the layout sits in the repository. */
+export function pathOption(): Option {
+  return new Option(
+    '--path <dir>',
+    'the folder of the repository that holds clusters/ and environments/ (default: its root)',
+  ).env('MOORING_PATH');
 }
 
 export function outputOption(): Option {

@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { formatPath, getPath } from '../resolve/merge.js';
 import { SECRET_MASK } from '../resolve/resolve.js';
-import { loadKeys, type CommonOptions, outputOption } from './common.js';
+import { loadKeys, type CommonOptions, outputOption, pathOption } from './common.js';
+import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, table, type Io } from './output.js';
 import { planCluster } from '../plan/cluster-plan.js';
@@ -129,6 +130,7 @@ export function registerExplain(program: Command, io: Io, done: (code: ExitCode)
     .description('show every value of a release with the file that set it')
     .argument('[key]', 'only this key or subtree, e.g. image.tag')
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
+    .addOption(pathOption())
     .requiredOption('--cluster <name>', 'the cluster (a folder under clusters/)')
     .requiredOption('--release <name>', 'the release')
     .option(
@@ -136,5 +138,7 @@ export function registerExplain(program: Command, io: Io, done: (code: ExitCode)
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',
     )
     .addOption(outputOption())
-    .action(async (key: string | undefined, opts: ExplainOptions) => done(await explain(opts, key, io)));
+    .action(async (key: string | undefined, opts: ExplainOptions) =>
+      done(await explain({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, key, io)),
+    );
 }

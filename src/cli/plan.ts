@@ -9,7 +9,8 @@ import { liveDiff, type LiveDiff } from '../gate/live-cluster.js';
 import { createKubeClients, loadKubeConfig } from '../kube/client.js';
 import { planCluster, type ClusterPlan } from '../plan/cluster-plan.js';
 import { printReleaseChanges } from './approve.js';
-import { helmFromEnv, loadKeys, type CommonOptions, type Keys, outputOption } from './common.js';
+import { helmFromEnv, loadKeys, type CommonOptions, type Keys, outputOption, pathOption } from './common.js';
+import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, table, type Io } from './output.js';
 
@@ -181,6 +182,7 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
     .command('plan')
     .description('show what a cluster should run: releases, merged values, rendered manifests')
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
+    .addOption(pathOption())
     .requiredOption('--cluster <name>', 'the cluster (a folder under clusters/)')
     .option('--context <name>', 'a kube context: also diff against what is live')
     .option('--kubeconfig <file>', 'kubeconfig file for --context (default: KUBECONFIG, then ~/.kube/config)')
@@ -195,5 +197,7 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',
     )
     .addOption(outputOption())
-    .action(async (opts: PlanOptions) => done(await plan(opts, io)));
+    .action(async (opts: PlanOptions) =>
+      done(await plan({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, io)),
+    );
 }

@@ -88,19 +88,22 @@ export async function buildAgent(
   const git = new GitSource({
     url: config.repo,
     branch: config.branch,
+    ...(config.path ? { path: config.path } : {}),
     workDir: config.workDir,
     ...(config.gitUsernameFile ? { usernameFile: config.gitUsernameFile } : {}),
     ...(config.gitPasswordFile ? { passwordFile: config.gitPasswordFile } : {}),
     ...(config.gitCaFile ? { caFile: config.gitCaFile } : {}),
+    ...(config.gitSshKeyFile ? { sshKeyFile: config.gitSshKeyFile } : {}),
+    ...(config.gitKnownHostsFile ? { knownHostsFile: config.gitKnownHostsFile } : {}),
     log: log.child({ component: 'source' }),
   });
   // An approved (older) revision stays on disk while it is used; the previous one is let go.
   let held: { release(): void } | undefined;
   const source: Source = {
     sync: async () => {
-      const { snapshot, changed } = await git.sync();
+      const { snapshot, changed, fetched } = await git.sync();
       metrics.gitPolled(changed);
-      if (changed) metrics.gitFetched();
+      if (fetched) metrics.gitFetched();
       return snapshot;
     },
     checkoutRevision: async (revision) => {
@@ -500,8 +503,12 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
       `\nEvery flag can also be set by an environment variable:\n${AGENT_SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.env}`).join('\n')}\n\nExit codes with --once: 0 converged, 1 a release failed or the revision is invalid, 3 waiting for approval, 4 Git unreachable, 5 Kubernetes unreachable.`,
     );
   cmd
-    .option('--repo <url>', 'Git repository (https)')
+    .option(
+      '--repo <url>',
+      'Git repository: https://..., ssh://git@host/org/repo.git or git@host:org/repo.git',
+    )
     .option('--branch <name>', 'branch to track (default main)')
+    .option('--path <dir>', 'the folder of the repository that holds the layout (default: its root)')
     .option('--cluster <name>', 'this cluster: a folder under clusters/')
     .option('--approval <mode>', 'auto or manual (default auto); cluster.yaml can only make it stricter')
     .option('--drift <mode>', 'correct, warn or off (default correct)')
@@ -516,6 +523,8 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--git-username-file <file>', 'file holding the Git username')
     .option('--git-password-file <file>', 'file holding the Git password or token')
     .option('--git-ca-file <file>', 'PEM CA bundle for the Git server')
+    .option('--git-ssh-key-file <file>', 'private key for an SSH --repo (a deploy key)')
+    .option('--git-known-hosts-file <file>', 'known_hosts for an SSH --repo; host keys are always checked')
     .option('--age-key-file <file>', 'age identities for SOPS files (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)')
     .option('--namespace <ns>', "the agent's namespace (default $POD_NAMESPACE or mooring-system)")
     .option('--work-dir <dir>', 'where snapshots are checked out (default /tmp/mooring)')

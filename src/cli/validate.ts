@@ -6,14 +6,16 @@ import { MooringError, describeError } from '../errors.js';
 import { listClusters, listEnvironments, scanLayer, type Layer } from '../model/repo.js';
 import { readYamlFile } from '../model/repo.js';
 import { parseReleasesFile } from '../model/releases.js';
-import { resolveInRepo } from '../model/paths.js';
+import { layoutRoot, resolveInRepo } from '../model/paths.js';
 import { computePlan, type PlanOptions } from './plan.js';
-import { loadKeys, outputOption, type Keys } from './common.js';
+import { loadKeys, outputOption, pathOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, type Io } from './output.js';
 
 interface ValidateOptions {
   repo: string;
+  /** `--path`: the layout's folder inside repo. */
+  path?: string;
   render: boolean;
   ageKeyFile?: string;
   output?: 'text' | 'json';
@@ -99,6 +101,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
       { hint: '--repo names a checkout of the GitOps repository' },
     );
   }
+  opts = { ...opts, repo: layoutRoot(opts.repo, opts.path) };
   const general = repositoryErrors(opts.repo);
   const reports: ClusterReport[] = [];
   // The age keys are read once for every cluster; a key that cannot be read fails each one.
@@ -168,6 +171,7 @@ export function registerValidate(program: Command, io: Io, done: (code: ExitCode
     .command('validate')
     .description('resolve and render every cluster of a repository; for CI')
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
+    .addOption(pathOption())
     .option('--no-render', 'skip rendering manifests with helm template')
     .option(
       '--age-key-file <file>',

@@ -55,3 +55,51 @@ export function readRepoFile(root: string, rel: string, maxBytes = DEFAULT_YAML_
   }
   return decodeUtf8(readFileSync(abs), rel);
 }
+
+/**
+ * The `--path` flag (`MOORING_PATH`): the folder of the repository that holds the layout,
+ * as a clean repository-relative POSIX path, or undefined for the repository root. Refuses
+ * what could leave the repository; whether the folder exists is a matter of each revision.
+ */
+export function layoutPath(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const ctx = { field: '--path' };
+  if (isAbsolute(raw) || /^[a-zA-Z]:[\\/]/.test(raw) || raw.includes('\\')) {
+    throw new MooringError(
+      `--path must be a folder relative to the repository root, found ${JSON.stringify(raw)}`,
+      ctx,
+    );
+  }
+  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) {
+    throw new MooringError(`--path ${JSON.stringify(raw)} leaves the repository (contains ..)`, ctx);
+  }
+  return parts.length ? parts.join('/') : undefined;
+}
+
+/**
+ * The layout folder of a local checkout: `repo` itself, or its `--path` sub-folder, which
+ * must exist and must not be a symlink out of the checkout.
+ */
+export function layoutRoot(repo: string, path: string | undefined): string {
+  const rel = layoutPath(path);
+  if (rel === undefined) return repo;
+  const abs = join(repo, rel);
+  assertInside(repo, abs, { field: '--path' }, `--path ${rel}`);
+  let isDir = false;
+  try {
+    isDir = statSync(abs).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDir) {
+    throw new MooringError(
+      `--path ${rel} is not a folder of ${repo}`,
+      { field: '--path' },
+      {
+        hint: '--path names the folder of the repository that holds clusters/ and environments/',
+      },
+    );
+  }
+  return abs;
+}

@@ -13,6 +13,7 @@ export type GitFailureReason =
   | 'connection' // refused, reset, cut mid-transfer
   | 'timeout'
   | 'tls'
+  | 'host-key' // SSH: the server's key is unknown, different or revoked (--git-known-hosts-file)
   | 'server' // 5xx
   | 'protocol' // the server said something we could not use
   | 'config' // our own flags or files (unreadable credential or CA file)

@@ -1,5 +1,5 @@
-// The agent's view of its Git repository: one branch of one repository over HTTP(S), turned
-// into immutable snapshot folders. A poll asks only where the branch points (one request);
+// The agent's view of its Git repository: one branch of one repository over HTTP(S) or SSH,
+// turned into immutable snapshot folders. A poll asks only where the branch points (one request);
 // a new commit is fetched shallow into a fresh folder, checked out, verified, and only then
 // becomes current, so a half-fetched revision is never visible. Approvals need exactly the
 // approved commit, which checkoutRevision fetches even after the branch has moved on.
@@ -7,10 +7,16 @@
 // Snapshots keep no .git: consumers read plain files, the revision is the folder's name, and
 // the git objects would double the disk use of every snapshot for nothing.
 //
+// With `path` (--path), only that folder is checked out and a snapshot's dir is that folder.
+// A new commit whose tree under `path` is the very tree of the current snapshot changes
+// nothing the agent reads: the source stays on the current snapshot (no new revision for the
+// agent to plan or converge) and remembers the head, so the next poll is one request again.
+//
 // Operations on one GitSource run one at a time (a webhook-triggered poll waits for a running
 // fetch). One GitSource per work folder.
 import * as fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import {
   checkout,
@@ -18,6 +24,7 @@ import {
   init,
   listServerRefs,
   readCommit,
+  readTree,
   resolveRef,
   setConfig,
   type HttpClient,
@@ -33,6 +40,7 @@ import {
 import { explainGitFailure, GitSourceError, isTransportFailure } from './errors.js';
 import { createHttpClient, emptyStats, type TransferStats } from './http-client.js';
 import { lsRefsBranch } from './ls-refs.js';
+import { createSshClient, parseSshUrl, SSH_PLACEHOLDER_URL, type SshRemote } from './ssh-transport.js';
 import { SnapshotStore, type Incoming, type Snapshot, type SnapshotHold } from './snapshots.js';
 
 export type { Snapshot, SnapshotHold } from './snapshots.js';
@@ -51,12 +59,21 @@ export interface GitSourceOptions {
   branch: string;
   /** Folder the agent may write to; snapshots go to `<workDir>/snapshots/`. */
   workDir: string;
+  /**
+   * `--path`: the repository folder holding the layout, clean and relative (see layoutPath).
+   * Only it is checked out, and snapshots' dirs point into it.
+   */
+  path?: string;
   /** `--git-username-file`; re-read on every operation. */
   usernameFile?: string;
   /** `--git-password-file` (password or token); re-read on every operation. */
   passwordFile?: string;
   /** `--git-ca-file`: PEM CA certificate(s) trusted in addition to the public roots. */
   caFile?: string;
+  /** `--git-ssh-key-file`: the private key for an SSH URL; re-read on every operation. */
+  sshKeyFile?: string;
+  /** `--git-known-hosts-file`: host keys an SSH server must show; re-read on every operation. */
+  knownHostsFile?: string;
   /** Per-request timeout: connecting, and any silence while waiting for bytes. Default 30s. */
   timeoutMs?: number;
   /** How far back checkoutRevision looks for a commit the server will not serve by sha. */
@@ -82,6 +99,8 @@ export interface SyncResult {
   snapshot: Snapshot;
   /** Whether this sync made a different snapshot current. */
   changed: boolean;
+  /** Whether this sync fetched a commit (also one that changed nothing under `path`). */
+  fetched: boolean;
 }
 
 export interface SourceStatus {
@@ -114,6 +133,7 @@ export class GitSource {
   readonly transfer: TransferStats = emptyStats();
 
   private readonly url: string;
+  private readonly ssh: SshRemote | undefined;
   private readonly displayUrl: string;
   private readonly urlCredentials: GitCredentials | undefined;
   private readonly branch: string;
@@ -126,15 +146,34 @@ export class GitSource {
   private chain: Promise<unknown> = Promise.resolve();
   private cur: Snapshot | undefined;
   private lsRefs: 'stateless' | 'negotiate' = 'stateless';
+  private readonly path: string | undefined;
+  /** Tree id of `path` in each fetched revision; null where the commit has no such folder. */
+  private readonly pathTrees = new Map<string, string | null>();
+  /** A head that changed nothing under `path`: polls that find it again change nothing. */
+  private sameTreeHead: string | undefined;
   private readonly state: Omit<SourceStatus, 'url' | 'branch' | 'revision' | 'transfer'> = {
     consecutiveFailures: 0,
   };
 
   constructor(private readonly options: GitSourceOptions) {
-    const { url, credentials } = splitUrlCredentials(options.url);
-    this.url = url;
-    this.displayUrl = redactUrl(url);
-    this.urlCredentials = credentials;
+    this.ssh = /^https?:\/\//i.test(options.url) ? undefined : parseSshUrl(options.url);
+    if (this.ssh) {
+      // isomorphic-git speaks only HTTP; the SSH client answers its requests for this URL.
+      this.url = SSH_PLACEHOLDER_URL;
+      this.displayUrl = options.url;
+      this.urlCredentials = undefined;
+      if (!options.sshKeyFile || !options.knownHostsFile) {
+        throw new MooringError(
+          'an SSH --repo needs --git-ssh-key-file and --git-known-hosts-file (host keys are always checked)',
+          { field: options.sshKeyFile ? '--git-known-hosts-file' : '--git-ssh-key-file' },
+        );
+      }
+    } else {
+      const { url, credentials } = splitUrlCredentials(options.url);
+      this.url = url;
+      this.displayUrl = redactUrl(url);
+      this.urlCredentials = credentials;
+    }
     if (
       !options.branch ||
       options.branch.startsWith('refs/') ||
@@ -145,7 +184,12 @@ export class GitSource {
       });
     }
     this.branch = options.branch;
-    this.store = new SnapshotStore(join(options.workDir, 'snapshots'));
+    this.path = options.path;
+    // Snapshots of one path never stand in for another's (a restart with another --path).
+    const folder = this.path
+      ? `snapshots-${createHash('sha256').update(this.path).digest('hex').slice(0, 12)}`
+      : 'snapshots';
+    this.store = new SnapshotStore(join(options.workDir, folder));
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
     this.now = options.now ?? (() => new Date());
@@ -154,12 +198,12 @@ export class GitSource {
 
   /** The snapshot the agent works from, once a sync has succeeded. */
   current(): Snapshot | undefined {
-    return this.cur;
+    return this.cur ? this.view(this.cur) : undefined;
   }
 
   /** Keeps the current snapshot on disk until released, even if a sync replaces it meanwhile. */
   acquire(): SnapshotHold | undefined {
-    return this.cur ? this.store.hold(this.cur) : undefined;
+    return this.cur ? this.viewHold(this.store.hold(this.cur)) : undefined;
   }
 
   status(): SourceStatus {
@@ -177,7 +221,10 @@ export class GitSource {
     return this.exclusive(() =>
       this.session('polling', async (s) => {
         const revision = await this.branchHead(s);
-        return { revision, changed: revision !== this.cur?.revision };
+        return {
+          revision,
+          changed: revision !== this.cur?.revision && revision !== this.sameTreeHead,
+        };
       }),
     );
   }
@@ -187,9 +234,22 @@ export class GitSource {
     return this.exclusive(() =>
       this.session('polling', async (s) => {
         const head = await this.branchHead(s);
-        if (this.cur?.revision === head) return { snapshot: this.cur, changed: false };
+        if (this.cur && (this.cur.revision === head || this.sameTreeHead === head)) {
+          return { snapshot: this.view(this.cur), changed: false, fetched: false };
+        }
         s.doing = 'fetching';
-        const snapshot = (await this.store.find(head)) ?? (await this.fetchBranch(s, head));
+        const found = await this.store.find(head);
+        const snapshot = found ?? (await this.fetchBranch(s, head));
+        if (this.cur && this.samePathTree(snapshot.revision, this.cur.revision)) {
+          this.sameTreeHead = snapshot.revision;
+          this.log.info(
+            { url: this.displayUrl, branch: this.branch, revision: snapshot.revision, path: this.path },
+            `new revision changes nothing under ${this.path}; staying on ${this.cur.revision}`,
+          );
+          await this.prune();
+          return { snapshot: this.view(this.cur), changed: false, fetched: !found };
+        }
+        this.sameTreeHead = undefined;
         const previous = this.cur?.revision;
         this.cur = snapshot;
         this.log.info(
@@ -197,7 +257,7 @@ export class GitSource {
           'new revision checked out',
         );
         await this.prune();
-        return { snapshot, changed: true };
+        return { snapshot: this.view(snapshot), changed: true, fetched: !found };
       }),
     );
   }
@@ -218,16 +278,32 @@ export class GitSource {
             },
           );
         }
-        if (this.cur?.revision === revision) return this.store.hold(this.cur);
+        if (this.cur?.revision === revision) return this.viewHold(this.store.hold(this.cur));
         const snapshot = (await this.store.find(revision)) ?? (await this.fetchRevision(s, revision));
         const held = this.store.hold(snapshot);
         await this.prune();
-        return held;
+        return this.viewHold(held);
       }),
     );
   }
 
   // ---------------------------------------------------------------------------------------
+
+  /** What consumers see of a stored snapshot: its `path` folder. */
+  private view(snapshot: Snapshot): Snapshot {
+    return this.path ? { revision: snapshot.revision, dir: join(snapshot.dir, this.path) } : snapshot;
+  }
+
+  private viewHold(hold: SnapshotHold): SnapshotHold {
+    return this.path ? { ...hold, dir: join(hold.dir, this.path) } : hold;
+  }
+
+  /** Both revisions were fetched by this process and hold the same tree under `path`. */
+  private samePathTree(a: string, b: string): boolean {
+    if (!this.path) return false;
+    const ta = this.pathTrees.get(a);
+    return typeof ta === 'string' && ta === this.pathTrees.get(b);
+  }
 
   /** One operation at a time; a failure does not block the next one. */
   private exclusive<T>(op: () => Promise<T>): Promise<T> {
@@ -259,9 +335,19 @@ export class GitSource {
         throw err;
       });
       await this.opened;
-      credentials = (await readCredentials(this.options)) ?? this.urlCredentials;
+      credentials = this.ssh ? undefined : ((await readCredentials(this.options)) ?? this.urlCredentials);
       let http = this.options.http;
-      if (!http) {
+      if (!http && this.ssh) {
+        const client = await createSshClient({
+          remote: this.ssh,
+          keyFile: this.options.sshKeyFile!,
+          knownHostsFile: this.options.knownHostsFile!,
+          timeoutMs: this.timeoutMs,
+          stats: this.transfer,
+        });
+        close = () => client.close();
+        http = client;
+      } else if (!http) {
         const ca = this.options.caFile ? await readCaFile(this.options.caFile) : undefined;
         const client = createHttpClient({
           ...(ca ? { ca } : {}),
@@ -456,8 +542,18 @@ export class GitSource {
     });
   }
 
-  /** Writes the tree of `revision` and checks that HEAD is exactly that commit. */
+  /**
+   * Writes the tree of `revision` (only `path` when set) and checks that HEAD is exactly that
+   * commit. A commit without the `path` folder gives an empty snapshot: the agent then says
+   * the folder is missing in that revision.
+   */
   private async checkoutVerified(incoming: Incoming, revision: string, cache: object): Promise<void> {
+    let filepaths: string[] | undefined;
+    if (this.path) {
+      const tree = await pathTree(incoming.gitdir, revision, this.path, cache);
+      this.pathTrees.set(revision, tree);
+      filepaths = tree === null ? [] : [this.path];
+    }
     await checkout({
       fs,
       cache,
@@ -466,6 +562,7 @@ export class GitSource {
       ref: revision,
       force: true,
       track: false,
+      ...(filepaths ? (filepaths.length ? { filepaths } : { noCheckout: true }) : {}),
     });
     const head = await resolveRef({ fs, gitdir: incoming.gitdir, ref: 'HEAD' });
     if (head !== revision) {
@@ -483,6 +580,7 @@ export class GitSource {
   private async prune(): Promise<void> {
     try {
       const removed = await this.store.prune(new Set(this.cur ? [this.cur.revision] : []));
+      for (const revision of removed) this.pathTrees.delete(revision);
       if (removed.length > 0) this.log.debug({ removed }, 'removed old snapshots');
     } catch (err) {
       this.log.warn(
@@ -507,6 +605,17 @@ async function hasCommit(gitdir: string, oid: string, cache: object): Promise<bo
     return true;
   } catch {
     return false;
+  }
+}
+
+/** The id of the tree at `path` in commit `oid`, or null when the commit has no such folder. */
+async function pathTree(gitdir: string, oid: string, path: string, cache: object): Promise<string | null> {
+  try {
+    return (await readTree({ fs, gitdir, oid, filepath: path, cache })).oid;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'NotFoundError' || code === 'ObjectTypeError') return null;
+    throw err;
   }
 }
 

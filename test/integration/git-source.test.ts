@@ -166,8 +166,8 @@ describe('checking out the tracked branch', () => {
 
     const [a, b, poll] = await Promise.all([source.sync(), source.sync(), source.poll()]);
 
-    expect(a).toEqual({ snapshot: source.current(), changed: true });
-    expect(b).toEqual({ snapshot: source.current(), changed: false });
+    expect(a).toEqual({ snapshot: source.current(), changed: true, fetched: true });
+    expect(b).toEqual({ snapshot: source.current(), changed: false, fetched: false });
     expect(poll).toEqual({ revision: repo.first, changed: false });
     expect(repo.server.requests.filter((r) => r.command === 'want')).toHaveLength(1);
   });

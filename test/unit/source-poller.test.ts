@@ -8,6 +8,7 @@ import { SourcePoller } from '../../src/source/poller.js';
 const ok = (revision: string): SyncResult => ({
   snapshot: { revision, dir: `/snapshots/${revision}` },
   changed: true,
+  fetched: true,
 });
 const down = () => new GitSourceError('server', 'git server answered HTTP 503');
 
