@@ -11,6 +11,7 @@ import {
   type EventSink,
   type ReleaseRecords,
 } from '../converge/converger.js';
+import { pruneRefusal } from '../converge/prune-guard.js';
 import type { Helm } from '../converge/helm.js';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { loadClusterModel } from '../model/repo.js';
@@ -190,6 +191,9 @@ export class Agent {
       return { outcome: 'invalid', revision: head.revision, error };
     }
 
+    const refusal = await this.pruneGuard(head.revision, plan);
+    if (refusal) return refusal;
+
     const { mode, loosenAttempt } = effectiveMode(config.approval, plan.cluster.sync?.mode);
     if (loosenAttempt && this.warnedLoosen !== head.revision) {
       this.warnedLoosen = head.revision;
@@ -276,6 +280,34 @@ export class Agent {
       ...(pending ? { pending } : {}),
       ...(drift ? { drift } : {}),
     };
+  }
+
+  /**
+   * SPEC §8: a revision that would prune every release of the cluster is invalid unless the
+   * agent allows it. Checked before the gate, so no plan is published for it either.
+   */
+  private async pruneGuard(revision: string, plan: ClusterPlan): Promise<PassResult | undefined> {
+    const { config, log } = this.deps;
+    if (!config.prune || config.pruneAllowEmpty) return undefined;
+    if (this.lastRevision === revision && this.lastConverged) return undefined;
+    const error = pruneRefusal({
+      declared: plan.releases,
+      managed: await this.deps.records.list(),
+      prune: config.prune,
+      allowEmpty: config.pruneAllowEmpty,
+    });
+    if (!error) return undefined;
+    log?.warn({ revision, err: error }, 'revision refused: it would prune every release');
+    if (this.lastRevision !== revision) {
+      this.deps.clusterEvents?.emit(
+        'Warning',
+        'InvalidRevision',
+        `revision ${revision.slice(0, 7)}: ${error}`,
+      );
+    }
+    this.lastRevision = revision;
+    this.lastConverged = false;
+    return { outcome: 'invalid', revision, error };
   }
 
   private convergeDeps(snapshot: Snapshot, signal?: AbortSignal, cancel?: AbortSignal): ConvergeDeps {

@@ -19,6 +19,8 @@ export interface AgentConfig {
   approval: ApprovalMode;
   drift: DriftMode;
   prune: boolean;
+  /** Lets --prune uninstall every release of the cluster in one pass (SPEC §8). */
+  pruneAllowEmpty: boolean;
   intervalSeconds: number;
   driftIntervalSeconds: number;
   /** YAML list of drift ignore rules for every release (src/observe/drift/ignore-file.ts). */
@@ -69,6 +71,7 @@ const SETTINGS: Setting[] = [
   { flag: 'approval', env: 'MOORING_APPROVAL', key: 'approval', kind: 'enum', values: ['auto', 'manual'] },
   { flag: 'drift', env: 'MOORING_DRIFT', key: 'drift', kind: 'enum', values: ['correct', 'warn', 'off'] },
   { flag: 'prune', env: 'MOORING_PRUNE', key: 'prune', kind: 'bool' },
+  { flag: 'prune-allow-empty', env: 'MOORING_PRUNE_ALLOW_EMPTY', key: 'pruneAllowEmpty', kind: 'bool' },
   { flag: 'interval', env: 'MOORING_INTERVAL', key: 'intervalSeconds', kind: 'duration' },
   { flag: 'drift-interval', env: 'MOORING_DRIFT_INTERVAL', key: 'driftIntervalSeconds', kind: 'duration' },
   { flag: 'drift-ignore-file', env: 'MOORING_DRIFT_IGNORE_FILE', key: 'driftIgnoreFile', kind: 'string' },
@@ -122,6 +125,7 @@ export function defaults(env: NodeJS.ProcessEnv): Omit<AgentConfig, 'repo' | 'cl
     approval: 'auto',
     drift: 'correct',
     prune: false,
+    pruneAllowEmpty: false,
     intervalSeconds: 60,
     driftIntervalSeconds: 300,
     once: false,

@@ -513,6 +513,10 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--approval <mode>', 'auto or manual (default auto); cluster.yaml can only make it stricter')
     .option('--drift <mode>', 'correct, warn or off (default correct)')
     .option('--prune', 'uninstall releases that left Git (only those mooring installed)')
+    .option(
+      '--prune-allow-empty',
+      'let --prune uninstall every release of the cluster in one pass (refused as an invalid revision otherwise)',
+    )
     .option('--interval <duration>', 'time between polls (default 1m)')
     .option('--drift-interval <duration>', 'time between drift checks (default 5m)')
     .option(

@@ -25,7 +25,12 @@ interface ClusterReport {
   name: string;
   releases: string[];
   errors: MooringError[];
+  /** Not errors: the exit code stays 0 for them. */
+  warnings: string[];
 }
+
+const NO_RELEASES =
+  'resolves to no releases: an agent with --prune refuses this revision (it would uninstall every release) unless it runs with --prune-allow-empty';
 
 /** Problems that belong to no single cluster: broken environment layers, orphan values files. */
 function repositoryErrors(root: string): MooringError[] {
@@ -113,7 +118,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
     keyError = asError(err);
   }
   for (const name of listClusters(opts.repo)) {
-    const report: ClusterReport = { name, releases: [], errors: [] };
+    const report: ClusterReport = { name, releases: [], errors: [], warnings: [] };
     try {
       if (keyError) {
         const { message, context, hint } = keyError;
@@ -127,6 +132,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
       };
       const plan = await computePlan(planOpts, undefined, keys);
       report.releases = plan.releases.map((r) => r.name);
+      if (report.releases.length === 0) report.warnings.push(NO_RELEASES);
       for (const r of plan.releases) if (r.error) report.errors.push(r.error);
     } catch (err) {
       const e = asError(err);
@@ -144,8 +150,10 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
           name: r.name,
           releases: r.releases,
           errors: r.errors.map((e) => e.toJSON()),
+          warnings: r.warnings,
         })),
         errors: all.map((e) => e.toJSON()),
+        warnings: reports.flatMap((r) => r.warnings.map((message) => ({ cluster: r.name, message }))),
       }),
     );
   } else {
@@ -156,6 +164,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
         `${mark} ${r.name}: ${r.releases.length} release${r.releases.length === 1 ? '' : 's'}${r.releases.length ? ` (${r.releases.join(', ')})` : ''}`,
       );
       for (const e of dedupe(r.errors)) io.out(`     ${paint(io, 'red', 'error')} ${describeError(e)}`);
+      for (const w of r.warnings) io.out(`     ${paint(io, 'yellow', 'warning')} ${w}`);
     }
     io.out(
       all.length

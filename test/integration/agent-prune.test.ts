@@ -10,6 +10,7 @@ import {
   appChart,
   configData,
   eventReasons,
+  eventsIn,
   HELM,
   helmRevisions,
   readRelease,
@@ -126,5 +127,80 @@ describe('pruning', () => {
     expect(after.code).toBe(0);
     expect(after.helm).toEqual([]);
     expect(after.passes[0]!.converge!.releases.map((r) => r.name)).toEqual(['web']);
+  });
+});
+
+// SPEC §8: --prune never uninstalls every release of a cluster in one pass. A commit that
+// would (releases.yaml deleted, every release disabled) is refused as an invalid revision.
+describe('the prune guard', () => {
+  const cluster = uniqueName('guard');
+  const agentNs = `${cluster}-agent`;
+  const lease = `mooring-${cluster}`;
+  const statuses = async (release: string) =>
+    (await helmRevisions(rig.clients, `${cluster}-${release}`, release)).map((r) => r.status);
+  let repo: TestRepo;
+
+  beforeAll(async () => {
+    repo = await rig.createRepo({
+      ...rig.clusterRepo(cluster, { web: {}, extra: {} }),
+      // Keeps environments/test/ in Git when releases.yaml goes.
+      'environments/test/values.yaml': 'logLevel: info\n',
+    });
+    const setup = await runOnce(rig.agentFor(cluster, repo, { prune: true }), rig.env);
+    expect(setup.code, setup.log()).toBe(0);
+  });
+
+  it('refuses a commit that deletes releases.yaml: exit 1, an Event, nothing uninstalled', async () => {
+    const revision = await repo.commit({ 'environments/test/releases.yaml': null }, 'delete releases.yaml');
+    const run = await runOnce(rig.agentFor(cluster, repo, { prune: true }), rig.env);
+
+    expect(run.code, run.log()).toBe(1);
+    expect(run.helm).toEqual([]);
+    expect(run.passes[0]).toMatchObject({ outcome: 'invalid', revision });
+    expect(run.passes[0]!.error).toMatch(/would uninstall every release of the cluster \(extra, web\)/);
+    expect(run.passes[0]!.error).toContain('--prune-allow-empty');
+    for (const release of ['web', 'extra']) {
+      expect(await statuses(release)).toEqual(['deployed']);
+      expect(await readRelease(rig.clients, agentNs, release)).toMatchObject({ state: 'ready' });
+    }
+    const events = await eventsIn(rig.clients, agentNs, lease);
+    expect(events.map((e) => `${e.type}/${e.reason}`)).toEqual(['Warning/InvalidRevision']);
+    expect(events[0]!.message).toContain(revision.slice(0, 7));
+    expect(events[0]!.message).toContain('--prune-allow-empty');
+  });
+
+  it('refuses disabling every release; a commit that keeps one release goes through', async () => {
+    await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, {
+        web: { enabled: false },
+        extra: { enabled: false },
+      }),
+    });
+    const refused = await runOnce(rig.agentFor(cluster, repo, { prune: true }), rig.env);
+    expect(refused.code, refused.log()).toBe(1);
+    expect(refused.helm).toEqual([]);
+    expect(await statuses('web')).toEqual(['deployed']);
+
+    await repo.commit({ 'environments/test/releases.yaml': rig.releasesYaml(cluster, { web: {} }) });
+    const kept = await runOnce(rig.agentFor(cluster, repo, { prune: true }), rig.env);
+    expect(kept.code, kept.log()).toBe(0);
+    expect(kept.helm.map((c) => `${c.command} ${c.release}`)).toEqual(['uninstall extra']);
+    expect(await statuses('extra')).toEqual([]);
+    expect(await statuses('web')).toEqual(['deployed']);
+  });
+
+  it('with --prune-allow-empty, a commit that empties the cluster uninstalls everything', async () => {
+    await repo.commit({ 'environments/test/releases.yaml': null });
+    const refused = await runOnce(rig.agentFor(cluster, repo, { prune: true }), rig.env);
+    expect(refused.code).toBe(1);
+    expect(await statuses('web')).toEqual(['deployed']);
+
+    const allowed = await runOnce(
+      rig.agentFor(cluster, repo, { prune: true, pruneAllowEmpty: true }),
+      rig.env,
+    );
+    expect(allowed.code, allowed.log()).toBe(0);
+    expect(allowed.helm.map((c) => `${c.command} ${c.release}`)).toEqual(['uninstall web']);
+    expect(await statuses('web')).toEqual([]);
   });
 });

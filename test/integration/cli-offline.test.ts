@@ -107,6 +107,37 @@ describe('mooring validate', () => {
     expect(staging.errors.map((e) => e.release)).toEqual(['worker']);
   });
 
+  it('warns about a cluster that resolves to no releases (an agent with --prune refuses it)', async () => {
+    const repo = copyExample('emptied');
+    writeFileSync(
+      join(repo, 'clusters/dev-us-east/releases.yaml'),
+      'releases:\n  web: {enabled: false}\n  worker: {enabled: false}\n',
+    );
+    const text = await run(['validate', '--repo', repo, '--no-render']);
+    expect(text.code, text.stdout).toBe(0);
+    expect(text.stdout).toMatch(
+      /dev-us-east: 0 releases\n\s+warning resolves to no releases: an agent with --prune refuses this revision .*--prune-allow-empty/,
+    );
+    const json = await run(['validate', '--repo', repo, '--no-render', '-o', 'json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: true,
+      warnings: [{ cluster: 'dev-us-east', message: expect.stringMatching(/no releases/) }],
+    });
+  });
+
+  it('refuses a values file that is not UTF-8, naming the file, as helm would', async () => {
+    const repo = copyExample('latin1');
+    writeFileSync(
+      join(repo, 'environments/dev/values/web.yaml'),
+      Buffer.concat([Buffer.from('greeting: caf'), Buffer.from([0xe9]), Buffer.from('\n')]),
+    );
+    const r = await run(['validate', '--repo', repo, '--no-render']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      'environments/dev/values/web.yaml: is not valid UTF-8 (byte 0xe9 on line 1, offset 13); helm refuses such a file',
+    );
+  });
+
   it('refuses a SOPS file that was tampered with, naming the file', async () => {
     const repo = copyExample('tampered');
     const file = join(repo, 'environments/dev/secrets/web.sops.yaml');
