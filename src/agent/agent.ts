@@ -54,6 +54,18 @@ export interface DriftChecker {
   }): Promise<{ drifted: number; corrected: number; failed: number }>;
 }
 
+/** Remote charts, as the agent drives them (src/charts implements it). */
+export interface AgentCharts {
+  /** A new Git revision at the head: every chart repository is asked again on next use. */
+  newRevision(): void;
+  /** Some repository's answer is older than the chart interval. */
+  due(): boolean;
+  /** Asks the repositories that are due (conditional requests). */
+  refresh(): Promise<void>;
+  /** Moves when a repository answered with something new. */
+  readonly epoch: number;
+}
+
 export interface AgentMetrics {
   passCompleted?(outcome: PassOutcome, seconds: number): void;
   sourceFailed?(): void;
@@ -69,6 +81,8 @@ export interface AgentDeps {
   /** Cluster-level events (not about one release): mode warnings, source failures. */
   clusterEvents?: { emit(type: 'Normal' | 'Warning', reason: string, message: string): void };
   planDeps: PlanDeps;
+  /** The chart source behind planDeps.charts, for its refresh schedule. */
+  charts?: AgentCharts;
   gate?: Gate;
   drift?: DriftChecker;
   metrics?: AgentMetrics;
@@ -108,7 +122,10 @@ export class Agent {
   private lastRevision?: string;
   private lastConverged = false;
   private lastDriftAt = 0;
-  private planCache?: { revision: string; plan: ClusterPlan };
+  private planCache?: { revision: string; epoch: number; plan: ClusterPlan };
+  /** The plan of the last converge pass: the same plan again (and revision) needs no converge. */
+  private lastPlan?: ClusterPlan;
+  private lastHead?: string;
   private warnedLoosen?: string;
   /** Set by the webhook: run a pass now. */
   private wake?: () => void;
@@ -120,8 +137,13 @@ export class Agent {
     this.now = deps.now ?? Date.now;
   }
 
+  // A plan is made again for a new revision, and when a chart repository answered with
+  // something new (a version published inside a range, a re-pushed tag).
   private planFor = async (snapshot: Snapshot): Promise<ClusterPlan> => {
-    if (this.planCache?.revision === snapshot.revision) return this.planCache.plan;
+    const epoch = this.deps.charts?.epoch ?? 0;
+    if (this.planCache?.revision === snapshot.revision && this.planCache.epoch === epoch) {
+      return this.planCache.plan;
+    }
     const { path } = this.deps.config;
     if (path && !existsSync(snapshot.dir)) {
       throw new MooringError(
@@ -132,7 +154,7 @@ export class Agent {
     }
     const model = loadClusterModel(snapshot.dir, this.deps.config.cluster);
     const plan = await planModel(model, this.deps.planDeps);
-    this.planCache = { revision: snapshot.revision, plan };
+    this.planCache = { revision: snapshot.revision, epoch: this.deps.charts?.epoch ?? 0, plan };
     return plan;
   };
 
@@ -171,6 +193,11 @@ export class Agent {
       if (this.sourceFailures === 1) this.deps.clusterEvents?.emit('Warning', 'SourceFailed', error);
       return { outcome: 'source-error', error };
     }
+
+    const charts = this.deps.charts;
+    if (charts && head.revision !== this.lastHead) charts.newRevision();
+    this.lastHead = head.revision;
+    if (charts?.due()) await charts.refresh();
 
     let plan: ClusterPlan;
     try {
@@ -228,7 +255,10 @@ export class Agent {
     let convergeResult: ConvergeResult | undefined;
     if (!pending) {
       const unchanged =
-        this.lastRevision === toApply.snapshot.revision && this.lastConverged && !toApply.approval;
+        this.lastRevision === toApply.snapshot.revision &&
+        this.lastPlan === toApply.plan &&
+        this.lastConverged &&
+        !toApply.approval;
       if (!unchanged) {
         try {
           convergeResult = await converge(
@@ -242,6 +272,7 @@ export class Agent {
           return { outcome: 'cluster-error', revision: toApply.snapshot.revision, error };
         }
         this.lastRevision = toApply.snapshot.revision;
+        this.lastPlan = toApply.plan;
         this.lastConverged = convergeResult.converged;
         if (toApply.approval) await this.deps.gate?.applied?.(toApply.approval, convergeResult);
       }

@@ -23,6 +23,10 @@ export interface AgentConfig {
   pruneAllowEmpty: boolean;
   intervalSeconds: number;
   driftIntervalSeconds: number;
+  /** Seconds between conditional requests per chart repository or registry (`--chart-interval`). */
+  chartIntervalSeconds: number;
+  /** Credentials and CAs for chart repositories and registries (src/charts/auth.ts). */
+  chartAuthFile?: string;
   /** YAML list of drift ignore rules for every release (src/observe/drift/ignore-file.ts). */
   driftIgnoreFile?: string;
   once: boolean;
@@ -74,6 +78,8 @@ const SETTINGS: Setting[] = [
   { flag: 'prune-allow-empty', env: 'MOORING_PRUNE_ALLOW_EMPTY', key: 'pruneAllowEmpty', kind: 'bool' },
   { flag: 'interval', env: 'MOORING_INTERVAL', key: 'intervalSeconds', kind: 'duration' },
   { flag: 'drift-interval', env: 'MOORING_DRIFT_INTERVAL', key: 'driftIntervalSeconds', kind: 'duration' },
+  { flag: 'chart-interval', env: 'MOORING_CHART_INTERVAL', key: 'chartIntervalSeconds', kind: 'duration' },
+  { flag: 'chart-auth-file', env: 'MOORING_CHART_AUTH_FILE', key: 'chartAuthFile', kind: 'string' },
   { flag: 'drift-ignore-file', env: 'MOORING_DRIFT_IGNORE_FILE', key: 'driftIgnoreFile', kind: 'string' },
   { flag: 'once', env: 'MOORING_ONCE', key: 'once', kind: 'bool' },
   { flag: 'git-username-file', env: 'MOORING_GIT_USERNAME_FILE', key: 'gitUsernameFile', kind: 'string' },
@@ -128,6 +134,7 @@ export function defaults(env: NodeJS.ProcessEnv): Omit<AgentConfig, 'repo' | 'cl
     pruneAllowEmpty: false,
     intervalSeconds: 60,
     driftIntervalSeconds: 300,
+    chartIntervalSeconds: 600,
     once: false,
     namespace: env.POD_NAMESPACE || 'mooring-system',
     workDir: '/tmp/mooring',

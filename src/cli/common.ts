@@ -1,5 +1,9 @@
 // What several commands share: age keys for SOPS, the helm binary, output options.
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { loadChartAuth } from '../charts/auth.js';
+import { ChartSource } from '../charts/chart-source.js';
 import { fileURLToPath } from 'node:url';
 import { createHelm, resolveHelm, type Helm } from '../converge/helm.js';
 import type { PlanDeps } from '../plan/cluster-plan.js';
@@ -14,6 +18,8 @@ export interface CommonOptions {
   /** `--path`: the layout's folder inside --repo. */
   path?: string;
   ageKeyFile?: string;
+  /** Credentials and CAs for chart repositories and registries (or MOORING_CHART_AUTH_FILE). */
+  chartAuthFile?: string;
 }
 
 export interface Keys {
@@ -25,12 +31,28 @@ export async function loadKeys(opts: CommonOptions, env: NodeJS.ProcessEnv = pro
     env,
     ...(opts.ageKeyFile ? { ageKeyFile: opts.ageKeyFile } : {}),
   });
+  const auth = loadChartAuth(opts.chartAuthFile ?? (env.MOORING_CHART_AUTH_FILE || undefined));
   return {
     planDeps: {
       decrypt: (text, file) => decryptSops(text, file, identities),
       digestKey: secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex'))),
+      // One command asks each repository once; archives stay cached between commands.
+      charts: new ChartSource({ dir: chartCacheDir(env), auth: () => auth, intervalSeconds: Infinity }),
     },
   };
+}
+
+/** Where the CLI keeps chart archives: MOORING_CACHE_DIR, else the user's cache folder. */
+export function chartCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.MOORING_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'mooring');
+  return join(base, 'charts');
+}
+
+export function chartAuthOption(): Option {
+  return new Option(
+    '--chart-auth-file <file>',
+    'credentials and CAs for chart repositories and registries (default: MOORING_CHART_AUTH_FILE)',
+  );
 }
 
 // `npm run setup` puts helm here; used when neither MOORING_HELM nor PATH has one.

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { formatPath, getPath } from '../resolve/merge.js';
 import { SECRET_MASK } from '../resolve/resolve.js';
-import { loadKeys, type CommonOptions, outputOption, pathOption } from './common.js';
+import { chartAuthOption, loadKeys, type CommonOptions, outputOption, pathOption } from './common.js';
 import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, table, type Io } from './output.js';
@@ -137,6 +137,7 @@ export function registerExplain(program: Command, io: Io, done: (code: ExitCode)
       '--age-key-file <file>',
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',
     )
+    .addOption(chartAuthOption())
     .addOption(outputOption())
     .action(async (key: string | undefined, opts: ExplainOptions) =>
       done(await explain({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, key, io)),

@@ -9,7 +9,15 @@ import { liveDiff, type LiveDiff } from '../gate/live-cluster.js';
 import { createKubeClients, loadKubeConfig } from '../kube/client.js';
 import { planCluster, type ClusterPlan } from '../plan/cluster-plan.js';
 import { printReleaseChanges } from './approve.js';
-import { helmFromEnv, loadKeys, type CommonOptions, type Keys, outputOption, pathOption } from './common.js';
+import {
+  chartAuthOption,
+  helmFromEnv,
+  loadKeys,
+  type CommonOptions,
+  type Keys,
+  outputOption,
+  pathOption,
+} from './common.js';
 import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, table, type Io } from './output.js';
@@ -80,6 +88,8 @@ export function planToJson(plan: ClusterPlan): unknown {
       namespace: r.namespace,
       chart: r.chart,
       ...(r.version ? { version: r.version } : {}),
+      ...(r.versionConstraint ? { versionConstraint: r.versionConstraint } : {}),
+      ...(r.chartDigest ? { chartDigest: r.chartDigest } : {}),
       dependsOn: r.dependsOn,
       ...(r.digest ? { digest: r.digest } : {}),
       ...(r.values ? { values: r.values } : {}),
@@ -88,6 +98,13 @@ export function planToJson(plan: ClusterPlan): unknown {
     })),
     disabled: plan.disabled,
   };
+}
+
+/** `chart@version`, with the range it was resolved from when that differs. */
+function chartColumn(r: { chart: string; version?: string; versionConstraint?: string }): string {
+  if (!r.version) return r.chart;
+  const range = r.versionConstraint && r.versionConstraint !== r.version ? ` (${r.versionConstraint})` : '';
+  return `${r.chart}@${r.version}${range}`;
 }
 
 export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
@@ -109,7 +126,7 @@ export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
       plan.releases.map((r) => [
         r.name,
         r.namespace,
-        r.version ? `${r.chart}@${r.version}` : r.chart,
+        chartColumn(r),
         r.dependsOn.join(',') || '-',
         r.digest ? r.digest.slice(7, 19) : '-',
         r.error ? paint(io, 'red', 'error') : paint(io, 'green', 'ok'),
@@ -196,6 +213,7 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
       '--age-key-file <file>',
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',
     )
+    .addOption(chartAuthOption())
     .addOption(outputOption())
     .action(async (opts: PlanOptions) =>
       done(await plan({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, io)),

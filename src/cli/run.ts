@@ -2,6 +2,9 @@
 // leader lease, or `--once` for one full pass with a documented exit code.
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chartAuthLoader, loadChartAuth } from '../charts/auth.js';
+import { ChartSource } from '../charts/chart-source.js';
 import { pino, type Logger } from 'pino';
 import { Agent, passExitCode, type PassResult, type Source } from '../agent/agent.js';
 import { AGENT_SETTINGS, loadAgentConfig, type AgentConfig } from '../agent/config.js';
@@ -47,6 +50,8 @@ export interface RunHooks {
   logger?: Logger;
   /** Called with the argument list of every helm process the agent starts (tests, benchmarks). */
   onHelmSpawn?: (args: readonly string[]) => void;
+  /** The chart source's clock (tests move it past --chart-interval). */
+  clock?: () => number;
 }
 
 /** Exposes the pieces of an agent, for `mooring run` and for tests that drive passes. */
@@ -56,6 +61,8 @@ export async function buildAgent(
   log: Logger,
   helmSignal?: AbortSignal,
   onHelmSpawn?: (args: readonly string[]) => void,
+  /** The chart source's clock (tests move it past --chart-interval). */
+  clock?: () => number,
 ) {
   // The KUBECONFIG of `env` (not of this process): loadKubeConfig's fallback reads process.env.
   // Like helm below, the first file of a KUBECONFIG list is the one used.
@@ -149,6 +156,16 @@ export async function buildAgent(
     remove: (name: string) => status.remove(name),
   };
   const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
+  const chartLog = log.child({ component: 'charts' });
+  const charts = new ChartSource({
+    dir: join(config.workDir, 'charts'),
+    auth: chartAuthLoader(config.chartAuthFile, (err) =>
+      chartLog.warn({ err: describeError(err) }, 'cannot read --chart-auth-file; keeping the last good one'),
+    ),
+    intervalSeconds: config.chartIntervalSeconds,
+    ...(clock ? { now: clock } : {}),
+    log: chartLog,
+  });
 
   // Approvals are only as safe as the admission policy that checks who recorded them.
   const policy = await ensureApprovalPolicy(clients);
@@ -188,7 +205,9 @@ export async function buildAgent(
     planDeps: {
       decrypt: (text, file) => decryptSops(text, file, identities),
       digestKey,
+      charts,
     },
+    charts,
     gate,
     drift: createDriftChecker({
       objects: clients.objects,
@@ -203,7 +222,7 @@ export async function buildAgent(
     metrics,
     log,
   });
-  return { agent, clients, metrics, status, events, notifier, git, helm };
+  return { agent, clients, metrics, status, events, notifier, git, helm, charts };
 }
 
 /** The agent's own namespace: the chart creates it; a bare `mooring run` creates it too. */
@@ -276,9 +295,15 @@ export async function runAgent(
     { once: true },
   );
 
+  try {
+    loadChartAuth(config.chartAuthFile);
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot start the agent');
+    return EXIT.usage;
+  }
   let built;
   try {
-    built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn);
+    built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn, hooks.clock);
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot start the agent');
     return EXIT.cluster;
@@ -348,6 +373,7 @@ export async function runAgent(
       clearInterval(watch);
       done.abort();
       await electing;
+      built.charts.close();
     }
   }
 
@@ -423,6 +449,7 @@ export async function runAgent(
     await server?.close();
     await built.events.flush();
     await built.notifier?.flush();
+    built.charts.close();
     log.info({}, 'mooring agent stopped');
   }
   return EXIT.ok;
@@ -519,6 +546,11 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     )
     .option('--interval <duration>', 'time between polls (default 1m)')
     .option('--drift-interval <duration>', 'time between drift checks (default 5m)')
+    .option(
+      '--chart-interval <duration>',
+      'time between checks of chart repositories and registries (default 10m)',
+    )
+    .option('--chart-auth-file <file>', 'credentials and CAs for chart repositories and registries (YAML)')
     .option(
       '--drift-ignore-file <file>',
       'agent-wide drift ignore rules (YAML list of {path, kind, name, ...})',

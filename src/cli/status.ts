@@ -49,6 +49,7 @@ export interface ReleaseRow {
   agentNamespace: string;
   chart?: string;
   version?: string;
+  chartDigest?: string;
   state?: string;
   desiredRevision?: string;
   deployedRevision?: string;
@@ -277,6 +278,7 @@ function joinPlans(
       agentNamespace: r.objectNamespace,
       ...(r.chart ? { chart: r.chart } : {}),
       ...(r.version ? { version: r.version } : {}),
+      ...(r.chartDigest ? { chartDigest: r.chartDigest } : {}),
       ...(r.state ? { state: r.state } : {}),
       ...(r.desiredRevision ? { desiredRevision: r.desiredRevision } : {}),
       ...(r.deployedRevision ? { deployedRevision: r.deployedRevision } : {}),
@@ -345,16 +347,28 @@ function driftCell(drift: ReleaseRow['drift']): string {
   return `${drift.count} ${drift.corrected ? 'corrected' : 'drifted'}`;
 }
 
+/** The chart's short name and exact version: `redis@18.6.1`, `web@0.1.0`. */
+function chartCell(r: ReleaseRow): string {
+  if (!r.chart) return '-';
+  const name =
+    r.chart
+      .replace(/ \(.*\)$/, '')
+      .replace(/@sha256:.*$/, '')
+      .split('/')
+      .pop() ?? r.chart;
+  return r.version ? `${name}@${r.version}` : name;
+}
+
 export function printStatus(clusters: ClusterStatus[], io: Io): void {
   const rows: string[][] = [];
   const state = (s: string) => paint(io, STATE_COLOURS[s] ?? 'dim', s);
   for (const c of clusters) {
     if (c.reach !== 'ok') {
-      rows.push([c.cluster, '-', '-', '-', '-', '-', state(c.reach), '-', '-', oneLine(c.error, 100)]);
+      rows.push([c.cluster, '-', '-', '-', '-', '-', '-', state(c.reach), '-', '-', oneLine(c.error, 100)]);
       continue;
     }
     if (c.releases.length === 0) {
-      rows.push([c.cluster, '-', '-', '-', '-', '-', paint(io, 'dim', 'no releases'), '-', '-', '-']);
+      rows.push([c.cluster, '-', '-', '-', '-', '-', '-', paint(io, 'dim', 'no releases'), '-', '-', '-']);
       continue;
     }
     for (const r of c.releases) {
@@ -362,6 +376,7 @@ export function printStatus(clusters: ClusterStatus[], io: Io): void {
         r.cluster,
         r.release,
         r.namespace ?? '-',
+        chartCell(r),
         short(r.desiredRevision),
         short(r.deployedRevision),
         r.helmRevision === undefined ? '-' : String(r.helmRevision),
@@ -378,6 +393,7 @@ export function printStatus(clusters: ClusterStatus[], io: Io): void {
         'CLUSTER',
         'RELEASE',
         'NAMESPACE',
+        'CHART',
         'DESIRED',
         'DEPLOYED',
         'HELM',

@@ -8,7 +8,7 @@ import { readYamlFile } from '../model/repo.js';
 import { parseReleasesFile } from '../model/releases.js';
 import { layoutRoot, resolveInRepo } from '../model/paths.js';
 import { computePlan, type PlanOptions } from './plan.js';
-import { loadKeys, outputOption, pathOption, type Keys } from './common.js';
+import { chartAuthOption, loadKeys, outputOption, pathOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, type Io } from './output.js';
 
@@ -18,6 +18,7 @@ interface ValidateOptions {
   path?: string;
   render: boolean;
   ageKeyFile?: string;
+  chartAuthFile?: string;
   output?: 'text' | 'json';
 }
 
@@ -129,6 +130,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
         cluster: name,
         render: opts.render,
         ...(opts.ageKeyFile ? { ageKeyFile: opts.ageKeyFile } : {}),
+        ...(opts.chartAuthFile ? { chartAuthFile: opts.chartAuthFile } : {}),
       };
       const plan = await computePlan(planOpts, undefined, keys);
       report.releases = plan.releases.map((r) => r.name);
@@ -186,6 +188,7 @@ export function registerValidate(program: Command, io: Io, done: (code: ExitCode
       '--age-key-file <file>',
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',
     )
+    .addOption(chartAuthOption())
     .addOption(outputOption())
     .action(async (opts: ValidateOptions) => done(await validate(opts, io)));
 }

@@ -20,6 +20,7 @@ export interface ReleaseRecord extends ConvergeRecord {
   namespace?: string;
   chart?: string;
   version?: string;
+  chartDigest?: string;
   state?: ReleaseState;
   desiredRevision?: string;
   desiredDigest?: string;
@@ -164,6 +165,7 @@ async function convergeRelease(
     namespace: release.namespace,
     chart: release.chart,
     ...(release.version ? { version: release.version } : {}),
+    ...(release.chartDigest ? { chartDigest: release.chartDigest } : {}),
     desiredRevision: revision,
     desiredDigest: digest,
   };

@@ -43,10 +43,25 @@ export interface ReleaseDecl {
   drift?: { mode?: DriftMode; ignore?: IgnoreRule[] };
 }
 
+/**
+ * A remote chart resolved to one exact archive by the chart source (src/charts): set on the
+ * release before its values are resolved, and what helm is given.
+ */
+export interface PinnedChart {
+  /** The chart's name. */
+  name: string;
+  /** The exact version the reference resolved to. */
+  version: string;
+  /** `sha256:<hex>`: the archive's digest (HTTP repository) or the OCI manifest digest. */
+  digest: string;
+  /** Absolute path of the verified archive in the chart cache. */
+  archive: string;
+}
+
 export type ChartRef =
   | { kind: 'local'; path: string } // repository-relative, e.g. charts/web
-  | { kind: 'repo'; repo: string; name: string; version?: string }
-  | { kind: 'oci'; url: string; version?: string };
+  | { kind: 'repo'; repo: string; name: string; version?: string; pinned?: PinnedChart }
+  | { kind: 'oci'; url: string; version?: string; pinned?: PinnedChart };
 
 /** A release as one cluster runs it, after all layers. */
 export interface Release {
@@ -80,8 +95,21 @@ const ignoreRule: Schema<IgnoreRule> = object(
 export const ignoreRules = list(ignoreRule);
 
 const releaseDecl: Schema<ReleaseDecl> = object({
-  chart: refine(str(), (v) => (v.trim() === '' ? 'chart must not be empty' : undefined)),
-  repo: str({ pattern: /^https?:\/\/\S+$/, patternHelp: 'an http(s) URL of a Helm repository' }),
+  chart: refine(str(), (v) =>
+    v.trim() === ''
+      ? 'chart must not be empty'
+      : /^oci:\/\/[^/]*@/.test(v)
+        ? 'an OCI reference must not carry credentials (user:password@); give them to the agent in --chart-auth-file'
+        : undefined,
+  ),
+  // Checked before the URL's shape, so that a message never echoes a password back.
+  repo: refine(str(), (v) =>
+    /^[a-z]+:\/\/[^/]*@/i.test(v)
+      ? 'a repository URL must not carry credentials (user:password@); give them to the agent in --chart-auth-file'
+      : /^https?:\/\/\S+$/.test(v)
+        ? undefined
+        : `expected an http(s) URL of a Helm repository, found ${JSON.stringify(v.replace(/\?.*$/, ''))}`,
+  ),
   version: refine(str(), (v) => (v.trim() === '' ? 'version must not be empty' : undefined)),
   namespace: dnsLabel(),
   dependsOn: list(dnsLabel(), { unique: true }),

@@ -36,7 +36,10 @@ export interface ReleaseStatus {
   /** Namespace the release is installed in. */
   namespace?: string;
   chart?: string;
+  /** The exact chart version (resolved from a range for remote charts). */
   version?: string;
+  /** `sha256:...` of the chart content the desired digest covers. */
+  chartDigest?: string;
   desiredRevision?: string;
   desiredDigest?: string;
   deployedRevision?: string;
@@ -318,6 +321,7 @@ function toRecord(obj: MooringReleaseObject): ReleaseStatusRecord {
     'namespace',
     'chart',
     'version',
+    'chartDigest',
     'desiredRevision',
     'desiredDigest',
     'deployedRevision',

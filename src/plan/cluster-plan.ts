@@ -6,9 +6,12 @@ import type { ChartSource } from '../converge/helm.js';
 import { MooringError } from '../errors.js';
 import type { ClusterSpec } from '../model/cluster.js';
 import { loadClusterModel, type ClusterModel } from '../model/repo.js';
-import type { ChartRef } from '../model/releases.js';
-import type { Values } from '../resolve/merge.js';
+import type { ChartRef, PinnedChart, Release } from '../model/releases.js';
+import type { Values, ValuesLayer } from '../resolve/merge.js';
 import { maskSecrets, resolveCluster, type ResolvedRelease, type ResolveDeps } from '../resolve/resolve.js';
+import { readRepoFile } from '../model/paths.js';
+import { isPlainMap } from '../model/schema.js';
+import { parseYaml } from '../model/yaml.js';
 import { chartDirDigest, hashSecrets, releaseDigest } from './digest.js';
 import { buildGraph } from './graph.js';
 import { redactManifests } from './redact.js';
@@ -17,7 +20,12 @@ export interface PlannedRelease {
   name: string;
   namespace: string;
   chart: string;
+  /** The exact chart version: resolved from the declared version or range, or the in-repo Chart.yaml's. */
   version?: string;
+  /** The version or range as declared in releases.yaml (remote charts). */
+  versionConstraint?: string;
+  /** `sha256:...` of the chart: the archive (HTTP repository), the manifest (OCI), the folder (in-repo). */
+  chartDigest?: string;
   dependsOn: string[];
   /** Desired-state digest (absent when the release has an error). */
   digest?: string;
@@ -36,7 +44,16 @@ export interface ClusterPlan {
   disabled: string[];
 }
 
+/** Resolves remote charts to exact archives (src/charts implements it). */
+export interface ChartPins {
+  pin(release: Release): Promise<PinnedChart>;
+  /** The chart's values.yaml, then its subcharts', nested: the lowest values layers. */
+  defaults(pinned: PinnedChart): ValuesLayer[];
+}
+
 export interface PlanDeps extends ResolveDeps {
+  /** Remote charts; without it, a release with a remote chart is an error. */
+  charts?: ChartPins;
   /** Key for hashing secrets into digests (see `secretDigestKey`). */
   digestKey: Buffer;
   /** Renders a release's manifests (helm template); omit to skip rendering. */
@@ -49,12 +66,15 @@ export function chartLabel(chart: ChartRef): string {
   return chart.url;
 }
 
-/** The arguments helm needs to find a chart. Local charts are absolute paths in the checkout. */
+/**
+ * The arguments helm needs to find a chart: local charts are absolute paths in the checkout,
+ * remote charts the exact archive the chart source pinned (never a repository and a range).
+ */
 export function chartSource(root: string, chart: ChartRef): ChartSource {
   if (chart.kind === 'local') return { chart: resolvePath(root, chart.path) };
-  if (chart.kind === 'repo')
-    return { chart: chart.name, repo: chart.repo, ...(chart.version ? { version: chart.version } : {}) };
-  return { chart: chart.url, ...(chart.version ? { version: chart.version } : {}) };
+  if (!chart.pinned)
+    throw new MooringError(`chart ${chartLabel(chart)} was not resolved to an exact version`);
+  return { chart: chart.pinned.archive };
 }
 
 export async function planCluster(root: string, clusterName: string, deps: PlanDeps): Promise<ClusterPlan> {
@@ -64,38 +84,49 @@ export async function planCluster(root: string, clusterName: string, deps: PlanD
 
 export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<ClusterPlan> {
   const graph = buildGraph(model.releases, model.disabled);
-  const resolutions = await resolveCluster(model, deps);
+  const pins = await pinCharts(model, deps.charts);
+  const pinned: ClusterModel = { ...model, releases: pins.map((p) => p.release) };
+  const pinnedDefaults = new Map(
+    pins.flatMap((p) => (p.defaults ? [[p.release.name, p.defaults] as const] : [])),
+  );
+  const resolutions = await resolveCluster(pinned, {
+    ...deps,
+    remoteChartDefaults: (release) => Promise.resolve(pinnedDefaults.get(release.name)),
+  });
   const releases = await Promise.all(
-    model.releases.map(async (release, i): Promise<PlannedRelease> => {
+    pins.map(async ({ release, error: pinError }, i): Promise<PlannedRelease> => {
+      const chart = release.chart;
       const base: PlannedRelease = {
         name: release.name,
         namespace: release.namespace,
-        chart: chartLabel(release.chart),
-        ...(release.chart.kind !== 'local' && release.chart.version
-          ? { version: release.chart.version }
-          : {}),
+        chart: chartLabel(chart),
+        ...(chart.kind !== 'local' && chart.pinned ? { version: chart.pinned.version } : {}),
+        ...(chart.kind !== 'local' && chart.version ? { versionConstraint: chart.version } : {}),
+        ...(chart.kind !== 'local' && chart.pinned ? { chartDigest: chart.pinned.digest } : {}),
         dependsOn: release.dependsOn,
       };
+      if (pinError) return { ...base, error: pinError };
       const resolution = resolutions[i]!;
       if (!resolution.ok) return { ...base, error: resolution.error };
       const resolved = resolution.resolved;
       const graphError = graph.errors.get(release.name);
       try {
+        const localDigest = chart.kind === 'local' ? chartDirDigest(model.root, chart.path) : undefined;
         const digest = releaseDigest({
           release,
-          ...(release.chart.kind === 'local'
-            ? { chartContentDigest: chartDirDigest(model.root, release.chart.path) }
-            : {}),
+          ...(localDigest ? { chartContentDigest: localDigest } : {}),
           values: hashSecrets(resolved.merge.userValues, resolved.secretPaths, deps.digestKey),
         });
         const planned: PlannedRelease = {
           ...base,
+          ...(localDigest ? { chartDigest: `sha256:${localDigest}` } : {}),
+          ...(chart.kind === 'local' ? localVersion(model.root, chart.path) : {}),
           digest,
           values: maskSecrets(resolved.merge.values, resolved.secretPaths),
           resolved,
         };
         if (deps.render) {
-          const raw = await deps.render(resolved, chartSource(model.root, release.chart));
+          const raw = await deps.render(resolved, chartSource(model.root, chart));
           planned.manifests = redactManifests(raw, resolved.secretStrings);
         }
         if (graphError) planned.error = graphError;
@@ -110,4 +141,58 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
     }),
   );
   return { cluster: model.cluster, releases, disabled: model.disabled };
+}
+
+interface Pin {
+  /** The release, its remote chart pinned when that worked. */
+  release: Release;
+  defaults?: ValuesLayer[];
+  error?: MooringError;
+}
+
+/** Pins every remote chart of the cluster; a chart that cannot be pinned fails only its release. */
+async function pinCharts(model: ClusterModel, charts: ChartPins | undefined): Promise<Pin[]> {
+  return Promise.all(
+    model.releases.map(async (release): Promise<Pin> => {
+      const chart = release.chart;
+      if (chart.kind === 'local') return { release };
+      const context = {
+        file: release.declaredIn[release.declaredIn.length - 1],
+        field: `releases.${release.name}.chart`,
+        release: release.name,
+        cluster: model.cluster.name,
+      };
+      if (!charts) {
+        return {
+          release,
+          error: new MooringError(`chart ${chartLabel(chart)} needs a chart source`, context),
+        };
+      }
+      try {
+        const pinned = await charts.pin(release);
+        const defaults = charts.defaults(pinned);
+        return { release: { ...release, chart: { ...chart, pinned } }, defaults };
+      } catch (err) {
+        const error =
+          err instanceof MooringError
+            ? new MooringError(
+                err.message,
+                { ...context, ...err.context, cluster: model.cluster.name },
+                {
+                  ...(err.hint === undefined ? {} : { hint: err.hint }),
+                },
+              )
+            : new MooringError((err as Error).message, context, { cause: err });
+        return { release, error };
+      }
+    }),
+  );
+}
+
+/** The version an in-repo chart's Chart.yaml declares (what helm will record). */
+function localVersion(root: string, chartPath: string): { version?: string } {
+  const file = `${chartPath}/Chart.yaml`;
+  const doc = parseYaml(readRepoFile(root, file), file);
+  const version = isPlainMap(doc) ? doc.version : undefined;
+  return version === undefined || version === null ? {} : { version: String(version) };
 }

@@ -65,10 +65,21 @@ export function chartIdentity(chart: ChartRef, contentDigest?: string): Record<s
   switch (chart.kind) {
     case 'local':
       return { path: chart.path, content: contentDigest };
+    // A remote chart is what it resolved to: a new version inside a range, or a re-pushed
+    // tag, changes the digest; rewriting the range to one that resolves the same does not.
     case 'repo':
-      return { repo: chart.repo, name: chart.name, version: chart.version ?? null };
+      return {
+        repo: chart.repo,
+        name: chart.name,
+        version: chart.pinned?.version ?? chart.version ?? null,
+        content: chart.pinned?.digest ?? null,
+      };
     case 'oci':
-      return { url: chart.url, version: chart.version ?? null };
+      return {
+        url: chart.url,
+        version: chart.pinned?.version ?? chart.version ?? null,
+        content: chart.pinned?.digest ?? null,
+      };
   }
 }
 

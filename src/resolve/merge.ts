@@ -135,7 +135,8 @@ function collectLeaves(node: Node, path: string[], out: Origin[]): void {
  * `inject` is applied after every layer and replaces what it names (the cluster identity).
  */
 export function mergeValues(input: {
-  chartDefaults?: ValuesLayer;
+  /** The chart's values.yaml, then its subcharts' (nested under their names): highest first. */
+  chartDefaults?: ValuesLayer | ValuesLayer[];
   layers: ValuesLayer[];
   inject?: { path: string[]; value: unknown; source: Source };
 }): MergeResult {
@@ -149,13 +150,24 @@ export function mergeValues(input: {
 
   const deletions: Origin[] = [];
   const full = cloneNode(root) as MapNode;
-  if (input.chartDefaults) {
-    const chart = fromJS(input.chartDefaults.values, input.chartDefaults.source);
-    if (chart.kind === 'map') coalesceTop(full, chart, deletions);
-  }
+  const chart = chartNode(input.chartDefaults);
+  if (chart) coalesceTop(full, chart, deletions);
   const leaves: Origin[] = [];
   for (const [k, v] of full.entries) collectLeaves(v, [k], leaves);
   return { userValues, values: toJS(full) as Values, leaves, deletions };
+}
+
+/** The chart's layers as helm sees them: a parent's values over its subcharts' defaults. */
+function chartNode(defaults: ValuesLayer | ValuesLayer[] | undefined): MapNode | undefined {
+  const layers = defaults === undefined ? [] : Array.isArray(defaults) ? defaults : [defaults];
+  let node: MapNode | undefined;
+  for (const layer of layers) {
+    const next = fromJS(layer.values, layer.source);
+    if (next.kind !== 'map') continue;
+    if (!node) node = next;
+    else coalesceTables(node, next, [], []);
+  }
+  return node;
 }
 
 const IDENTITY: Source = { file: 'cluster identity', layer: 'identity', secret: false };

@@ -2,7 +2,8 @@
 // of SPEC 2 (chart, common, environment, cluster, identity) with the origin of every value.
 // A problem with one release (a broken values file, a SOPS file that fails its MAC) marks
 // that release failed and leaves the others alone.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chartDefaults } from '../charts/archive.js';
 import { MooringError } from '../errors.js';
 import { clusterIdentity, type ClusterSpec } from '../model/cluster.js';
 import { readRepoFile, resolveInRepo } from '../model/paths.js';
@@ -41,8 +42,11 @@ export type Resolution =
 export interface ResolveDeps {
   /** Decrypts a SOPS file's text; returns the plaintext document without `sops` metadata. */
   decrypt(text: string, file: string): Promise<unknown>;
-  /** The chart's own values.yaml for charts that are not in the repository (optional). */
-  remoteChartDefaults?(release: Release): Promise<Values | undefined>;
+  /**
+   * The defaults of a chart that is not in the repository (its values.yaml, then its
+   * subcharts', nested), read by the chart source from the pinned archive.
+   */
+  remoteChartDefaults?(release: Release): Promise<ValuesLayer[] | undefined>;
 }
 
 const IDENTITY_PATH = ['global', 'cluster'];
@@ -123,14 +127,14 @@ async function resolveRelease(
         if (secret) collectStrings(values, secretStrings);
       }
     }
-    const chartDefaults = await loadChartDefaults(model.root, release, deps);
+    const defaults = await loadChartDefaults(model.root, release, deps);
     const identitySource: Source = {
       file: `clusters/${model.cluster.name}/cluster.yaml`,
       layer: 'identity',
       secret: false,
     };
     const merge = mergeValues({
-      ...(chartDefaults ? { chartDefaults } : {}),
+      ...(defaults ? { chartDefaults: defaults } : {}),
       layers,
       inject: { path: IDENTITY_PATH, value: clusterIdentity(model.cluster), source: identitySource },
     });
@@ -167,7 +171,7 @@ async function loadChartDefaults(
   root: string,
   release: Release,
   deps: ResolveDeps,
-): Promise<ValuesLayer | undefined> {
+): Promise<ValuesLayer[] | undefined> {
   const chart = release.chart;
   if (chart.kind === 'local') {
     const field = `releases.${release.name}.chart`;
@@ -179,22 +183,32 @@ async function loadChartDefaults(
         ctx,
       );
     }
-    const file = `${chart.path}/values.yaml`;
-    if (!existsSync(resolveInRepo(root, file, { file }))) return undefined;
-    const values = parseYaml(readRepoFile(root, file), file);
-    return { source: { file, layer: 'chart', secret: false }, values: isPlainMap(values) ? values : {} };
+    return chartDefaults(chartFiles(root, chart.path), chart.path, [], (path, label, _parent, archive) =>
+      archive ? `values.yaml of ${label} (${archive})` : path,
+    ).layers;
   }
-  const values = await deps.remoteChartDefaults?.(release);
-  if (!values) return undefined;
-  const name = chart.kind === 'repo' ? `${chart.repo} ${chart.name}` : chart.url;
-  return {
-    source: {
-      file: `${name}${chart.version ? `@${chart.version}` : ''} values.yaml`,
-      layer: 'chart',
-      secret: false,
-    },
-    values,
+  return deps.remoteChartDefaults?.(release);
+}
+
+/** The files of an in-repository chart that hold defaults: Chart.yaml, values.yaml, subcharts. */
+function chartFiles(root: string, chartPath: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  const add = (rel: string) => {
+    const abs = resolveInRepo(root, rel, { file: rel });
+    if (existsSync(abs) && statSync(abs).isFile()) files.set(rel, readFileSync(abs));
   };
+  const walk = (dir: string) => {
+    add(`${dir}/Chart.yaml`);
+    add(`${dir}/values.yaml`);
+    const sub = resolveInRepo(root, `${dir}/charts`, { file: `${dir}/charts` });
+    if (!existsSync(sub)) return;
+    for (const entry of readdirSync(sub, { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(`${dir}/charts/${entry.name}`);
+      else if (entry.name.endsWith('.tgz')) add(`${dir}/charts/${entry.name}`);
+    }
+  };
+  walk(chartPath);
+  return files;
 }
 
 function collectStrings(value: unknown, out: Set<string>): void {

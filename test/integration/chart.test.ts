@@ -41,6 +41,7 @@ const EVERYTHING = [
   ...['--set', 'ageKey.existingSecret=sops-age'],
   ...['--set', 'webhook.enabled=true'],
   ...['--set', 'notifications.existingSecret=slack-webhook', '--set', 'notifications.format=json'],
+  ...['--set', 'charts.auth.existingSecret=chart-auth', '--set', 'charts.interval=30m'],
   ...['--set', 'networkPolicy.enabled=true'],
   ...[
     '--set-json',
@@ -184,6 +185,8 @@ describe('the chart, rendered', () => {
       webhookSecretFile: '/etc/mooring/webhook/secret',
       notifyUrlFile: '/etc/mooring/notify/url',
       notifyFormat: 'json',
+      chartIntervalSeconds: 1800,
+      chartAuthFile: '/etc/mooring/chart-auth/auth.yaml',
     });
   });
 
@@ -211,12 +214,18 @@ describe('the chart, rendered', () => {
         items: [{ key: 'secret', path: 'secret' }],
       },
       'notify-url': { secretName: 'slack-webhook', defaultMode: 0o440, items: [{ key: 'url', path: 'url' }] },
+      'chart-auth': {
+        secretName: 'chart-auth',
+        defaultMode: 0o440,
+        items: [{ key: 'auth.yaml', path: 'auth.yaml' }],
+      },
     });
     const mounts = Object.fromEntries(pod.containers[0]!.volumeMounts.map((m) => [m.name, m.mountPath]));
     const env = envOf(pod.containers[0]!);
     expect(env.SOPS_AGE_KEY_FILE).toBe(`${mounts['age-key']}/keys.txt`);
     expect(env.MOORING_GIT_PASSWORD_FILE).toBe(`${mounts['git-credentials']}/password`);
     expect(env.MOORING_NOTIFY_URL_FILE).toBe(`${mounts['notify-url']}/url`);
+    expect(env.MOORING_CHART_AUTH_FILE).toBe(`${mounts['chart-auth']}/auth.yaml`);
   });
 
   it('binds cluster-admin only when asked to, and Roles per namespace otherwise', async () => {

@@ -101,6 +101,7 @@ beforeAll(async () => {
   await eu1.update('web', {
     namespace: 'web',
     chart: './charts/web',
+    version: '0.1.0',
     state: 'ready',
     desiredRevision: SHA_1,
     deployedRevision: SHA_1,
@@ -109,7 +110,9 @@ beforeAll(async () => {
   });
   await eu1.update('cache', {
     namespace: 'cache',
-    chart: 'redis',
+    chart: 'redis (https://charts.example.com)',
+    version: '18.6.1',
+    chartDigest: 'sha256:5e5e',
     state: 'failed',
     desiredRevision: SHA_1,
     helmRevision: 1,
@@ -192,6 +195,7 @@ describe('mooring status', () => {
       'CLUSTER',
       'RELEASE',
       'NAMESPACE',
+      'CHART',
       'DESIRED',
       'DEPLOYED',
       'HELM',
@@ -201,11 +205,12 @@ describe('mooring status', () => {
       'LAST ERROR',
     ]);
     expect(lines.slice(1, 7)).toEqual([
-      ['eu-1', 'api', 'api', '-', '-', '-', 'pending-approval', '-', '2222222 install', '-'],
+      ['eu-1', 'api', 'api', '-', '-', '-', '-', 'pending-approval', '-', '2222222 install', '-'],
       [
         'eu-1',
         'cache',
         'cache',
+        'redis@18.6.1',
         '1111111',
         '-',
         '1',
@@ -214,10 +219,22 @@ describe('mooring status', () => {
         '-',
         'helm upgrade cache: timed out waiting for the condition',
       ],
-      ['eu-1', 'web', 'web', '1111111', '1111111', '3', 'ready', '2 corrected', '2222222 upgrade', '-'],
-      ['gone', '-', '-', '-', '-', '-', 'unreachable', '-', '-', expect.stringMatching(/ECONNREFUSED/)],
-      ['us-1', 'web', 'web', '1111111', '1111111', '7', 'ready', '-', '-', '-'],
-      ['silent', '-', '-', '-', '-', '-', 'unreachable', '-', '-', 'no answer within 3s'],
+      [
+        'eu-1',
+        'web',
+        'web',
+        'web@0.1.0',
+        '1111111',
+        '1111111',
+        '3',
+        'ready',
+        '2 corrected',
+        '2222222 upgrade',
+        '-',
+      ],
+      ['gone', '-', '-', '-', '-', '-', '-', 'unreachable', '-', '-', expect.stringMatching(/ECONNREFUSED/)],
+      ['us-1', 'web', 'web', '-', '1111111', '1111111', '7', 'ready', '-', '-', '-'],
+      ['silent', '-', '-', '-', '-', '-', '-', 'unreachable', '-', '-', 'no answer within 3s'],
     ]);
     expect(out).toContain(
       `pending plan ${agentNs}/eu-1-${SHA_2.slice(0, 12)}: cluster eu-1, revision 2222222`,
@@ -239,6 +256,7 @@ describe('mooring status', () => {
       namespace: 'web',
       agentNamespace: agentNs,
       chart: './charts/web',
+      version: '0.1.0',
       state: 'ready',
       desiredRevision: SHA_1,
       deployedRevision: SHA_1,
