@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createHelm, resolveHelm, type Helm } from '../converge/helm.js';
 import type { PlanDeps } from '../plan/cluster-plan.js';
 import { secretDigestKey } from '../plan/digest.js';
-import { loadAgeIdentities } from '../resolve/age-key.js';
+import { loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { Option } from 'commander';
 import type { OutputFormat } from './output.js';
@@ -27,15 +27,15 @@ export interface Keys {
 }
 
 export async function loadKeys(opts: CommonOptions, env: NodeJS.ProcessEnv = process.env): Promise<Keys> {
-  const identities = await loadAgeIdentities({
+  const keys = await loadAgeKeys({
     env,
     ...(opts.ageKeyFile ? { ageKeyFile: opts.ageKeyFile } : {}),
   });
   const auth = loadChartAuth(opts.chartAuthFile ?? (env.MOORING_CHART_AUTH_FILE || undefined));
   return {
     planDeps: {
-      decrypt: (text, file) => decryptSops(text, file, identities),
-      digestKey: secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex'))),
+      decrypt: (text, file) => decryptSops(text, file, keys),
+      digestKey: secretDigestKey(keys.identities.map((i) => i.deriveKey('digest').toString('hex'))),
       // One command asks each repository once; archives stay cached between commands.
       charts: new ChartSource({ dir: chartCacheDir(env), auth: () => auth, intervalSeconds: Infinity }),
     },

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { MooringError, MooringErrors } from '../errors.js';
+import { AgeKeyError } from '../resolve/age-key.js';
 import { registerApprove } from './approve.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { registerExplain } from './explain.js';
@@ -51,7 +52,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       const errors = err instanceof MooringErrors ? err.errors : [err];
       if (json) io.out(JSON.stringify({ ok: false, errors: errors.map((e) => e.toJSON()) }, null, 2));
       for (const e of errors) io.err(`error: ${e.describe()}`);
-      return EXIT.failed;
+      // An age key that cannot be loaded is local configuration (exit 2), as a bad flag is.
+      return err instanceof AgeKeyError ? EXIT.usage : EXIT.failed;
     }
     throw err;
   }

@@ -30,7 +30,7 @@ import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
 import { startServer, type AgentServer } from '../observe/server.js';
 import { createStatusStore, type ReleaseState } from '../observe/status.js';
 import { secretDigestKey } from '../plan/digest.js';
-import { loadAgeIdentities } from '../resolve/age-key.js';
+import { AgeKeyError, loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { GitSource } from '../source/git-source.js';
 import { verifyWebhook } from '../source/webhook.js';
@@ -64,6 +64,13 @@ export async function buildAgent(
   /** The chart source's clock (tests move it past --chart-interval). */
   clock?: () => number,
 ) {
+  // Local configuration first: a key that cannot load is exit 2 before any cluster is asked.
+  const keys = await loadAgeKeys({
+    env,
+    ...(config.ageKeyFile ? { ageKeyFile: config.ageKeyFile } : {}),
+  });
+  // As sops does, decrypt with the keys that loaded; say which sources did not.
+  for (const problem of keys.problems) log.warn({ problem }, 'an age key source could not be loaded');
   // The KUBECONFIG of `env` (not of this process): loadKubeConfig's fallback reads process.env.
   // Like helm below, the first file of a KUBECONFIG list is the one used.
   const kubeconfigFile = env.KUBECONFIG ? env.KUBECONFIG.split(':')[0] : undefined;
@@ -77,10 +84,6 @@ export async function buildAgent(
   await ensureCrds(clients);
 
   const metrics = createMetrics();
-  const identities = await loadAgeIdentities({
-    env,
-    ...(config.ageKeyFile ? { ageKeyFile: config.ageKeyFile } : {}),
-  });
   const helm = createHelm({
     binary: findHelm(env),
     ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
@@ -155,7 +158,7 @@ export async function buildAgent(
     },
     remove: (name: string) => status.remove(name),
   };
-  const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
+  const digestKey = secretDigestKey(keys.identities.map((i) => i.deriveKey('digest').toString('hex')));
   const chartLog = log.child({ component: 'charts' });
   const charts = new ChartSource({
     dir: join(config.workDir, 'charts'),
@@ -203,7 +206,7 @@ export async function buildAgent(
     events,
     clusterEvents: events.forObject(agentRef),
     planDeps: {
-      decrypt: (text, file) => decryptSops(text, file, identities),
+      decrypt: (text, file) => decryptSops(text, file, keys),
       digestKey,
       charts,
     },
@@ -306,7 +309,8 @@ export async function runAgent(
     built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn, hooks.clock);
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot start the agent');
-    return EXIT.cluster;
+    // An age key that cannot be loaded is local configuration, like a bad flag.
+    return err instanceof AgeKeyError ? EXIT.usage : EXIT.cluster;
   }
   const { agent, clients, metrics } = built;
   const onPass = (result: PassResult): void => {
@@ -561,7 +565,10 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .option('--git-ca-file <file>', 'PEM CA bundle for the Git server')
     .option('--git-ssh-key-file <file>', 'private key for an SSH --repo (a deploy key)')
     .option('--git-known-hosts-file <file>', 'known_hosts for an SSH --repo; host keys are always checked')
-    .option('--age-key-file <file>', 'age identities for SOPS files (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)')
+    .option(
+      '--age-key-file <file>',
+      'age identities for SOPS files (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE)',
+    )
     .option('--namespace <ns>', "the agent's namespace (default $POD_NAMESPACE or mooring-system)")
     .option('--work-dir <dir>', 'where snapshots are checked out (default /tmp/mooring)')
     .option('--listen <addr>', 'address for /healthz, /readyz, /metrics, /hooks/git (default :8080)')

@@ -8,6 +8,7 @@ import { readYamlFile } from '../model/repo.js';
 import { parseReleasesFile } from '../model/releases.js';
 import { layoutRoot, resolveInRepo } from '../model/paths.js';
 import { computePlan, type PlanOptions } from './plan.js';
+import { AgeKeyError } from '../resolve/age-key.js';
 import { chartAuthOption, loadKeys, outputOption, pathOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { json, paint, type Io } from './output.js';
@@ -174,6 +175,8 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
         : `\n${reports.length} cluster${reports.length === 1 ? '' : 's'} valid`,
     );
   }
+  // An age key that cannot be loaded is local configuration, not an invalid repository.
+  if (keyError instanceof AgeKeyError) return EXIT.usage;
   return all.length ? EXIT.failed : EXIT.ok;
 }
 

@@ -190,7 +190,8 @@ describe('mooring validate', () => {
   it('never echoes an age key pasted where a key file path belongs', async () => {
     const other = await ageKeygen();
     const r = await run(['validate', '--repo', EXAMPLE, '--no-render'], { SOPS_AGE_KEY_FILE: other.keyFile });
-    expect(r.code).toBe(1);
+    // No key loads at all: local configuration, exit 2.
+    expect(r.code).toBe(2);
     expect(r.stdout + r.stderr).toMatch(/holds an age key, not the path of a key file/);
     expect(r.stdout + r.stderr).not.toContain(other.identity);
   });

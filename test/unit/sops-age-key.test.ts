@@ -1,14 +1,18 @@
 // Where mooring finds age keys (as sops does), how it reads key files, and that a key never
 // shows up in an error, a log line or a JSON dump.
 import { inspect } from 'node:util';
-import { generateIdentity, identityToRecipient } from 'age-encryption';
+import { bech32 } from '@scure/base';
+import { generateHybridIdentity, generateIdentity, identityToRecipient } from 'age-encryption';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { MooringError } from '../../src/errors.js';
 import {
   AgeIdentity,
+  AgeKeyError,
   defaultKeyFile,
   loadAgeIdentities,
+  loadAgeKeys,
   parseAgeIdentities,
+  splitCommand,
 } from '../../src/resolve/age-key.js';
 
 interface Key {
@@ -80,19 +84,20 @@ describe('reading a key file', () => {
     [
       'a line that is not a key',
       (k: Key) => `${k.secret}\nAGE-SECRET-KEY-BROKEN`,
-      /line 2: not an age secret key/,
+      /line 2: not an age identity/,
     ],
     ['a damaged key', (k: Key) => k.secret.slice(0, -2) + 'QQ', /line 1: not a valid age secret key/],
     [
-      'a plugin identity',
-      () => 'AGE-PLUGIN-YUBIKEY-1QQQQQ',
-      /line 1: age plugin identities are not supported/,
+      'a key indented by a space (sops reads the line as it is)',
+      (k: Key) => ` ${k.secret}`,
+      /line 1: not an age identity/,
     ],
     [
-      'a post-quantum key',
-      () => 'AGE-SECRET-KEY-PQ-1QQQQ',
-      /line 1: post-quantum age identities are not supported/,
+      'a damaged plugin identity',
+      () => 'AGE-PLUGIN-YUBIKEY-1QQQQQ',
+      /line 1: not a valid age plugin identity/,
     ],
+    ['a damaged post-quantum key', () => 'AGE-SECRET-KEY-PQ-1QQQQ', /line 1: not a valid age secret key/],
     [
       'a passphrase-protected key file',
       () => '-----BEGIN AGE ENCRYPTED FILE-----\nYWJj\n',
@@ -110,7 +115,7 @@ describe('reading a key file', () => {
 });
 
 describe('finding keys the way sops does', () => {
-  test('--age-key-file, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and the default file, in that order', async () => {
+  test('--age-key-file, SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and the default file, each key once', async () => {
     const ids = await loadAgeIdentities({
       ageKeyFile: '/flag.txt',
       env: { SOPS_AGE_KEY_FILE: '/env.txt', SOPS_AGE_KEY: k3.secret, HOME: '/home/ops' },
@@ -123,8 +128,8 @@ describe('finding keys the way sops does', () => {
     });
     expect(ids.map((i) => [i.recipient, i.source])).toEqual([
       [k1.recipient, '/flag.txt line 3'],
-      [k2.recipient, '/env.txt line 3'],
       [k3.recipient, 'SOPS_AGE_KEY line 1'],
+      [k2.recipient, '/env.txt line 3'],
     ]);
   });
 
@@ -143,13 +148,92 @@ describe('finding keys the way sops does', () => {
     ).toEqual([]);
   });
 
-  test.each([
-    ['--age-key-file', { ageKeyFile: '/missing.txt', env: {} }],
-    ['SOPS_AGE_KEY_FILE', { env: { SOPS_AGE_KEY_FILE: '/missing.txt' } }],
-  ])('a key file named by %s must exist; the error names it', async (source, options) => {
-    const err = await refusal(loadAgeIdentities({ ...options, readFile: files({}), platform: 'linux' }));
-    expect(err.message).toBe(`cannot read the age key file given by ${source}: it does not exist`);
+  test('--age-key-file must load: a missing file is an AgeKeyError (exit 2) naming it', async () => {
+    const err = await refusal(loadAgeKeys({ ageKeyFile: '/missing.txt', env: {}, readFile: files({}) }));
+    expect(err).toBeInstanceOf(AgeKeyError);
+    expect(err.message).toBe(
+      '--age-key-file: cannot read /missing.txt (given by --age-key-file): it does not exist',
+    );
     expect(err.context).toEqual({ file: '/missing.txt' });
+  });
+
+  test('--age-key-file with a bad line is an AgeKeyError naming the file and line, not the line', async () => {
+    const err = await refusal(
+      loadAgeKeys({
+        ageKeyFile: '/k.txt',
+        env: {},
+        readFile: files({ '/k.txt': `${k1.secret}\ngarbage-line` }),
+      }),
+    );
+    expect(err).toBeInstanceOf(AgeKeyError);
+    expect(err.message).toMatch(/\/k\.txt line 2: not an age identity/);
+    expect(err.message).not.toContain('garbage-line');
+  });
+
+  test('a missing SOPS_AGE_KEY_FILE does not stop a valid SOPS_AGE_KEY; the problem is kept', async () => {
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_FILE: '/missing.txt', SOPS_AGE_KEY: k1.secret },
+      readFile: files({}),
+      platform: 'linux',
+    });
+    expect(keys.identities.map((i) => i.recipient)).toEqual([k1.recipient]);
+    expect(keys.problems).toEqual([
+      'cannot read /missing.txt (given by SOPS_AGE_KEY_FILE): it does not exist',
+    ]);
+  });
+
+  test('garbage in the default keys.txt does not stop a valid SOPS_AGE_KEY_FILE', async () => {
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_FILE: '/env.txt', XDG_CONFIG_HOME: '/xdg', HOME: '/home/ops' },
+      readFile: files({ '/env.txt': keyFile(k2), '/xdg/sops/age/keys.txt': `${k1.secret}\nnot a key\n` }),
+      platform: 'linux',
+    });
+    expect(keys.identities.map((i) => i.recipient)).toEqual([k2.recipient]);
+    expect(keys.problems).toEqual([
+      '/xdg/sops/age/keys.txt line 2: not an age identity (expected AGE-SECRET-KEY-1...)',
+    ]);
+  });
+
+  test('as in sops, one bad line leaves its whole source out, never the other sources', async () => {
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_FILE: '/env.txt', SOPS_AGE_KEY: `garbage ${k2.secret}` },
+      readFile: files({ '/env.txt': keyFile(k1) }),
+      platform: 'linux',
+    });
+    expect(keys.identities.map((i) => i.recipient)).toEqual([k1.recipient]);
+    expect(keys.problems).toEqual([
+      'SOPS_AGE_KEY line 1: not an age identity (expected AGE-SECRET-KEY-1...)',
+    ]);
+  });
+
+  test('a post-quantum key and a plugin identity load beside a native key, as in sops', async () => {
+    const pq = await generateHybridIdentity();
+    const plugin = bech32
+      .encode('age-plugin-yubikey-', bech32.toWords(new Uint8Array(32).fill(7)), false)
+      .toUpperCase();
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_FILE: '/env.txt' },
+      readFile: files({ '/env.txt': `${plugin}\n${pq}\n${k1.secret}\n` }),
+      platform: 'linux',
+    });
+    expect(keys.problems).toEqual([]);
+    expect(keys.identities.map((i) => i.recipient)).toEqual([
+      'age-plugin-yubikey identity',
+      await identityToRecipient(pq),
+      k1.recipient,
+    ]);
+    expect(keys.identities[0]?.unsupported).toMatch(/mooring runs no age plugins/);
+    expect(keys.identities[1]?.recipient).toMatch(/^age1pq1/);
+  });
+
+  test('no source loading and nothing else configured is an AgeKeyError listing each problem', async () => {
+    const err = await refusal(
+      loadAgeKeys({ env: { SOPS_AGE_KEY_FILE: '/missing.txt' }, readFile: files({}), platform: 'linux' }),
+    );
+    expect(err).toBeInstanceOf(AgeKeyError);
+    expect(err.message).toBe(
+      'no age key could be loaded: cannot read /missing.txt (given by SOPS_AGE_KEY_FILE): it does not exist',
+    );
   });
 
   test('a broken key in SOPS_AGE_KEY names the variable, never the value', async () => {
@@ -160,7 +244,7 @@ describe('finding keys the way sops does', () => {
         platform: 'linux',
       }),
     );
-    expect(err.message).toBe('SOPS_AGE_KEY line 1: not a valid age secret key');
+    expect(err.message).toBe('no age key could be loaded: SOPS_AGE_KEY line 1: not a valid age secret key');
   });
 
   test('reads real files from disk by default', async () => {
@@ -184,6 +268,68 @@ describe('finding keys the way sops does', () => {
     ['linux', {}, undefined],
   ] as const)("sops' default location on %s with %o is %s", (platform, env, expected) => {
     expect(defaultKeyFile(env, platform)).toBe(expected);
+  });
+});
+
+describe('SOPS_AGE_KEY_CMD and SOPS_AGE_SSH_PRIVATE_KEY_CMD', () => {
+  test('runs the command for each recipient, split like a shell, with SOPS_AGE_RECIPIENT set', async () => {
+    const calls: { argv: readonly string[]; recipient: string | undefined }[] = [];
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_CMD: `vault read -field=key 'secret/age key'`, HOME: '/home/ops' },
+      readFile: files({}),
+      platform: 'linux',
+      runCommand: (argv, env) => {
+        calls.push({ argv, recipient: env.SOPS_AGE_RECIPIENT });
+        return Promise.resolve(`# a comment\n${k1.secret}\n`);
+      },
+    });
+    expect(keys.identities).toEqual([]);
+    const found = await keys.forRecipient(k1.recipient);
+    expect(found.identities.map((i) => [i.recipient, i.source])).toEqual([
+      [k1.recipient, 'the output of SOPS_AGE_KEY_CMD line 2'],
+    ]);
+    await keys.forRecipient(k1.recipient);
+    expect(calls).toEqual([
+      { argv: ['vault', 'read', '-field=key', 'secret/age key'], recipient: k1.recipient },
+    ]);
+  });
+
+  test('a failing command is a problem naming the variable and exit code, never its output', async () => {
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_CMD: 'get-key', SOPS_AGE_KEY: k2.secret },
+      readFile: files({}),
+      platform: 'linux',
+      runCommand: () => Promise.reject(Object.assign(new Error(`printed ${k1.secret}`), { exitCode: 3 })),
+    });
+    const found = await keys.forRecipient(k1.recipient);
+    expect(found.identities.map((i) => i.recipient)).toEqual([k2.recipient]);
+    expect(found.problems).toEqual(['SOPS_AGE_KEY_CMD failed: it exited with code 3']);
+  });
+
+  test('a command printing garbage is a problem that does not repeat what it printed', async () => {
+    const keys = await loadAgeKeys({
+      env: { SOPS_AGE_KEY_CMD: 'get-key' },
+      readFile: files({}),
+      platform: 'linux',
+      runCommand: () => Promise.resolve(`${k1.secret.slice(0, -3)}xyz\n`),
+    });
+    const found = await keys.forRecipient(k1.recipient);
+    expect(found.identities).toEqual([]);
+    expect(found.problems).toEqual(['the output of SOPS_AGE_KEY_CMD line 1: not a valid age secret key']);
+  });
+
+  test.each([
+    ['cat /keys/age.txt', ['cat', '/keys/age.txt']],
+    [`sh -c 'echo "$X"'`, ['sh', '-c', 'echo "$X"']],
+    ['a "b c" "d\\"e"', ['a', 'b c', 'd"e']],
+    ['tool arg # comment', ['tool', 'arg']],
+    ['x\\ y', ['x y']],
+  ])('splits %s as sops does', (command, argv) => {
+    expect(splitCommand(command)).toEqual(argv);
+  });
+
+  test('an unclosed quote is not a command', () => {
+    expect(splitCommand(`cat 'oops`)).toBeUndefined();
   });
 });
 

@@ -11,6 +11,8 @@ import { AgeIdentity } from '../../src/resolve/age-key.js';
 import {
   computeSopsMac,
   decryptSops,
+  GoRegex,
+  readQuotedV3,
   parseEncryptedValue,
   readMetadata,
   shouldBeEncrypted,
@@ -111,12 +113,20 @@ describe('which values sops encrypted', () => {
 
   test('with a regex rule by any key on the path matching it, unanchored', () => {
     expect(
-      shouldBeEncrypted(['stringData', 'user'], { kind: 'encrypted_regex', regex: /^(data|stringData)$/ }),
+      shouldBeEncrypted(['stringData', 'user'], {
+        kind: 'encrypted_regex',
+        regex: new GoRegex('^(data|stringData)$'),
+      }),
     ).toBe(true);
     expect(
-      shouldBeEncrypted(['metadata', 'name'], { kind: 'encrypted_regex', regex: /^(data|stringData)$/ }),
+      shouldBeEncrypted(['metadata', 'name'], {
+        kind: 'encrypted_regex',
+        regex: new GoRegex('^(data|stringData)$'),
+      }),
     ).toBe(false);
-    expect(shouldBeEncrypted(['public_url'], { kind: 'unencrypted_regex', regex: /public/ })).toBe(false);
+    expect(
+      shouldBeEncrypted(['public_url'], { kind: 'unencrypted_regex', regex: new GoRegex('public') }),
+    ).toBe(false);
   });
 });
 
@@ -159,9 +169,37 @@ describe('the sops metadata', () => {
     expect(readMetadata({ ...base, mac_only_encrypted: true }, FILE).macOnlyEncrypted).toBe(true);
   });
 
-  test('turns Go regex flags into JavaScript ones', () => {
-    const meta = readMetadata({ ...base, encrypted_regex: '(?i)^password$' }, FILE);
+  test('evaluates encrypted_regex as Go does (RE2), not as a JavaScript RegExp', () => {
+    const meta = readMetadata({ ...base, encrypted_regex: '^(?i)password$' }, FILE);
     expect(meta.rule.kind === 'encrypted_regex' && meta.rule.regex.test('PASSWORD')).toBe(true);
+  });
+
+  test.each([
+    ['^(?i)password$', 'PassWord', true],
+    ['(?i:pass)word', 'PASSword', true],
+    ['(?i:pass)word', 'passWORD', false],
+    ['\\x{e9}', 'clé', true],
+    ['^.$', '🔐', true],
+    ['^.$', 'é', true],
+    ['a.b', 'a\nb', false],
+    ['(?s)a.b', 'a\nb', true],
+    ['\\s', 'a\u00a0b', false],
+    ['\\s', 'a\tb', true],
+    ['^[[:upper:]]+$', 'PASSWORD', true],
+    ['\\Qa.b\\E', 'axb', false],
+    ['\\Apassword\\z', 'password', true],
+    ['^\\p{Lu}', 'Éa', true],
+    ['(?P<p>pass)word', 'password', true],
+  ])('the Go regex %s matching %j is %s', (source, key, expected) => {
+    const regex = new GoRegex(source);
+    expect(regex.valid).toBe(true);
+    expect(regex.test(key)).toBe(expected);
+  });
+
+  test('an expression Go cannot compile matches nothing, as sops ignores the error', () => {
+    const regex = new GoRegex('(?=password)');
+    expect(regex.valid).toBe(false);
+    expect(regex.test('password')).toBe(false);
   });
 
   test('takes the age recipients of a single key group', () => {
@@ -208,9 +246,8 @@ describe('the sops metadata', () => {
       'a comment rule',
       { encrypted_comment_regex: 'sops:enc' },
       'sops.encrypted_comment_regex',
-      /not supported/,
+      /chooses the encrypted values by their YAML comments, which mooring does not support/,
     ],
-    ['a Go-only regex', { encrypted_regex: '\\Apassword\\z' }, 'sops.encrypted_regex', /only Go understands/],
     ['no lastmodified', { lastmodified: undefined }, 'sops.lastmodified', /missing/],
     [
       'a mac_only_encrypted that is no boolean',
@@ -253,6 +290,95 @@ describe('decrypting', () => {
       region_unencrypted: 'eu-west-1',
       hosts: ['a.example.com'],
     });
+  });
+
+  test('skips a comment sops wrote into an encrypted list, outside the MAC and the values', async () => {
+    const text = [
+      `env:\n  - ${seal(' the first variable', s.dataKey, 'env:', 'comment')}`,
+      `  - name: ${seal('A', s.dataKey, 'env:name:', 'str')}`,
+      s.metadata([{ bytes: 'A', encrypted: true }]),
+    ].join('\n');
+    expect(await decryptSops(text, FILE, [s.identity])).toEqual({ env: [{ name: 'A' }] });
+  });
+
+  test('an encrypted list comment that does not authenticate is refused, naming the item', async () => {
+    const comment = seal(' moved', s.dataKey, 'other:', 'comment');
+    const text = `env:\n  - ${comment}\n${s.metadata([])}`;
+    const err = await refusal(decryptSops(text, FILE, [s.identity]));
+    expect(err.message).toMatch(/encrypted comment was modified, or moved here/);
+    expect(err.context).toEqual({ file: FILE, field: 'env[0]' });
+  });
+
+  test('merges a `<<` merge key as helm would, hashing it as sops does (a key named <<)', async () => {
+    const text = [
+      'prod:',
+      '  !!merge <<:',
+      `    user: ${seal('app', s.dataKey, 'prod:<<:user:', 'str')}`,
+      `    password: ${seal('base-pw', s.dataKey, 'prod:<<:password:', 'str')}`,
+      `  password: ${seal('prod-pw', s.dataKey, 'prod:password:', 'str')}`,
+      s.metadata([
+        { bytes: 'app', encrypted: true },
+        { bytes: 'base-pw', encrypted: true },
+        { bytes: 'prod-pw', encrypted: true },
+      ]),
+    ].join('\n');
+    expect(await decryptSops(text, FILE, [s.identity])).toEqual({
+      prod: { user: 'app', password: 'prod-pw' },
+    });
+  });
+
+  test('a merge key holding a scalar is refused, naming it', async () => {
+    const text = `prod:\n  <<: ${seal('x', s.dataKey, 'prod:<<:', 'str')}\n${s.metadata([{ bytes: 'x', encrypted: true }])}`;
+    const err = await refusal(decryptSops(text, FILE, [s.identity]));
+    expect(err.message).toMatch(/merge key \(<<\) whose value is not a map/);
+    expect(err.context).toEqual({ file: FILE, field: 'prod.<<' });
+  });
+
+  test('a file ending in --- has a second document with only sops in it, which is no value', async () => {
+    const meta = s.metadata([{ bytes: 'v', encrypted: true }]);
+    const text = `a: ${seal('v', s.dataKey, 'a:', 'str')}\n${meta}---\n${meta}`;
+    expect(await decryptSops(text, FILE, [s.identity])).toEqual({ a: 'v' });
+  });
+
+  test('values in a second document are refused, naming the document', async () => {
+    const meta = s.metadata([
+      { bytes: 'v', encrypted: true },
+      { bytes: 'w', encrypted: true },
+    ]);
+    const text = `a: ${seal('v', s.dataKey, 'a:', 'str')}\n${meta}---\nb: ${seal('w', s.dataKey, 'b:', 'str')}\n${meta}`;
+    const err = await refusal(decryptSops(text, FILE, [s.identity]));
+    expect(err.message).toMatch(/^holds values in YAML document 2; a values file is one document/);
+    expect(err.context).toEqual({ file: FILE });
+  });
+
+  test('reads U+2028 and U+2029 in quoted and literal values as sops (yaml.v3) does', async () => {
+    const text = [
+      "a_unencrypted: 'x\u2028    y'",
+      'b_unencrypted: "p \u2029  q"',
+      'c_unencrypted: |-',
+      '    one',
+      '    two\u2028    three',
+      s.metadata([
+        { bytes: 'x\u2028y', encrypted: false },
+        { bytes: 'p\u2029q', encrypted: false },
+        { bytes: 'one\ntwo\u2028three', encrypted: false },
+      ]),
+    ].join('\n');
+    expect(await decryptSops(text, FILE, [s.identity])).toEqual({
+      a_unencrypted: 'x\u2028y',
+      b_unencrypted: 'p\u2029q',
+      c_unencrypted: 'one\ntwo\u2028three',
+    });
+  });
+
+  test.each([
+    ['an unquoted value', 'a_unencrypted: x\u2028y\n', 'a_unencrypted', /in an unquoted value/],
+    ['a folded block', 'a_unencrypted: >\n  x\u2028  y\n', 'a_unencrypted', /in a folded block/],
+    ['a comment', '# note\u2028 here\na_unencrypted: x\n', undefined, /^line 1 holds a line separator/],
+  ])('refuses a line separator in %s, naming the field', async (_, yaml, field, message) => {
+    const err = await refusal(decryptSops(`${yaml}${s.metadata([])}`, FILE, [s.identity]));
+    expect(err.message).toMatch(message);
+    expect(err.context).toEqual(field === undefined ? { file: FILE } : { file: FILE, field });
   });
 
   test('a key named __proto__ is an ordinary key', async () => {
@@ -334,7 +460,9 @@ describe('the age key', () => {
     expect(err.message).toMatch(
       new RegExp(`^no age key is configured to decrypt ${FILE} \\(its recipients: age1`),
     );
-    expect(err.hint).toMatch(/--age-key-file, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY/);
+    expect(err.hint).toMatch(
+      /--age-key-file, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, SOPS_AGE_KEY_CMD or SOPS_AGE_SSH_PRIVATE_KEY_FILE/,
+    );
   });
 
   test('none matches: the error names the file and its recipients, the hint mooring’s keys', async () => {
@@ -359,15 +487,49 @@ describe('the age key', () => {
   });
 });
 
+describe('quoted scalars as yaml.v3 folds them', () => {
+  test.each([
+    ["'x\u2028    y'", false, 'x\u2028y'],
+    ["'a  \u2028  \u2028  b'", false, 'a\u2028\u2028b'],
+    ["'a\u2028\n    b'", false, 'a\u2028\nb'],
+    ["'one\n  two'", false, 'one two'],
+    ["'one\n\n  two'", false, 'one\ntwo'],
+    ["'it''s'", false, "it's"],
+    ['"x \\L y\u2028 z"', true, 'x \u2028 y\u2028z'],
+    ['"a\\\n   b"', true, 'ab'],
+    ['"\\x41\\u00e9\\U0001F510\\N"', true, 'Aé🔐\u0085'],
+    ['"x\u0085y"', true, 'x y'],
+  ])('%j (double-quoted: %s) reads %j', (raw, double, expected) => {
+    expect(readQuotedV3(raw, double)).toBe(expected);
+  });
+
+  test('a bad escape is not read', () => {
+    expect(readQuotedV3('"\\q"', true)).toBeUndefined();
+  });
+});
+
 describe('files that are not SOPS YAML files', () => {
   test.each([
     ['an empty file', '', /not a SOPS file: it is empty/],
     ['plain values', 'replicas: 3\n', /not a SOPS file: it has no `sops` metadata/],
-    ['a list', '- a\n- b\n', /the top level is not a map/],
-    ['two documents', 'a: 1\n---\nb: 2\n', /holds 2 YAML documents/],
+    ['a list', '- a\n- b\n', /the top level of YAML document 1 is not a map/],
+    [
+      'two documents without sops metadata in the first',
+      'a: 1\n---\nsops: {}\n',
+      /it has no `sops` metadata/,
+    ],
     ['broken YAML', 'a: [1\n', /^invalid YAML/],
     ['duplicate keys', 'a: 1\na: 2\n', /^invalid YAML: Map keys must be unique/],
-    ['a JSON SOPS file', '{"data": "ENC[...]", "sops": {}}', /JSON SOPS file/],
+    [
+      'a SOPS dotenv file',
+      'API_KEY=ENC[AES256_GCM,data:x]\nsops_version=3.13.3\n',
+      /is a SOPS dotenv file; mooring reads SOPS files in YAML only/,
+    ],
+    [
+      'a SOPS INI file',
+      '[db]\npassword = ENC[AES256_GCM,data:x]\n[sops]\nversion = 3.13.3\n',
+      /is a SOPS INI file; mooring reads SOPS files in YAML only/,
+    ],
   ])('refuses %s, naming the file', async (_, text, message) => {
     const err = await refusal(decryptSops(text, FILE, []));
     expect(err.message).toMatch(message);
