@@ -38,6 +38,13 @@ const log = (msg) => {
 const GO_TOOLS = [
   { binary: 'sops', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.13.3' },
   { binary: 'age-keygen', mod: 'filippo.io/age/cmd/age-keygen@v1.3.2' },
+  // Older sops releases, for the differential SOPS corpus (test/fixtures/sops-corpus): files
+  // written by every sops still in use must open in mooring exactly as `sops -d` opens them.
+  // sops 3.7 still declares its old module path (go.mozilla.org/sops/v3), which only a
+  // replace directive can fetch, hence a go.mod of ours that builds its cmd/sops package.
+  { binary: 'sops-3.7.3', dir: 'test/tools/sops-3.7.3', pkg: 'go.mozilla.org/sops/v3/cmd/sops' },
+  { binary: 'sops-3.8.1', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.8.1' },
+  { binary: 'sops-3.9.4', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.9.4' },
 ];
 
 function run(cmd, args, opts = {}) {
@@ -104,17 +111,18 @@ async function goInstall({ binary, mod }) {
   log(`${binary} built in ${Math.round((Date.now() - t0) / 1000)}s`);
 }
 
-/** `go build` of a Go program kept in this repository, rebuilt when its sources change. */
-async function goBuildLocal({ binary, dir, ldflags = [] }) {
+/** `go build` of a Go program kept in this repository (or of `pkg`, a main package its go.mod
+ * requires), rebuilt when its sources change. */
+async function goBuildLocal({ binary, dir, pkg = '.', ldflags = [] }) {
   const src = join(root, dir);
   const s = stamp(binary);
-  const want = `${hashTree(src)} ${ldflags.join(' ')}`;
+  const want = `${hashTree(src)}${pkg === '.' ? '' : ` ${pkg}`} ${ldflags.join(' ')}`;
   if (existsSync(join(bin, binary)) && s.read() === want) return;
   log(`building ${binary} from ${dir}`);
   const t0 = Date.now();
   await runAsync(
     'go',
-    ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', join(bin, binary), '.'],
+    ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', join(bin, binary), pkg],
     { cwd: src, env: { ...process.env, CGO_ENABLED: '0' } },
   );
   s.write(want);
