@@ -12,7 +12,7 @@
 // then holds package.json, the production node_modules, dist/, bin/mooring.js, the files
 // of charts/mooring the agent reads at run time, and tools/helm.
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { extractFromZip } from './zip.mjs';
@@ -89,12 +89,48 @@ export async function assembleLayout({ out, root = repoRoot, npm = 'npm' }) {
   chmodSync(join(dest, HELM_IN_LAYOUT), 0o755);
 
   // Production dependencies only, exactly as locked; no install scripts (none is needed).
+  // No optional ones either: they are native speedups (ssh2's cpu-features) that would need
+  // those install scripts and a compiler, and their packages fall back without them.
   await run(
     npm,
-    ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
+    [
+      'ci',
+      '--omit=dev',
+      '--omit=optional',
+      '--ignore-scripts',
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+    ],
     dest,
   );
+  // Type declarations that runtime packages list as dependencies (@kubernetes/client-node
+  // lists @types/node): nothing loads them at run time.
+  for (const dir of typeFolders(join(dest, 'node_modules'))) rmSync(dir, { recursive: true, force: true });
   return dest;
+}
+
+/**
+ * Every `@types` folder of a node_modules tree, nested ones included.
+ * @param {string} modules
+ * @returns {string[]}
+ */
+function typeFolders(modules) {
+  if (!existsSync(modules)) return [];
+  /** @type {string[]} */
+  const found = [];
+  for (const entry of readdirSync(modules, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const path = join(modules, entry.name);
+    if (entry.name === '@types') {
+      found.push(path);
+    } else if (entry.name.startsWith('@')) {
+      for (const scoped of readdirSync(path)) found.push(...typeFolders(join(path, scoped, 'node_modules')));
+    } else {
+      found.push(...typeFolders(join(path, 'node_modules')));
+    }
+  }
+  return found;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

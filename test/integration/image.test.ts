@@ -203,6 +203,15 @@ describe('the image layout, started', () => {
       expect(modules).toContain(dep);
     for (const dev of ['vitest', 'typescript', 'eslint', 'prettier']) expect(modules).not.toContain(dev);
     expect(await readdir(join(app, 'node_modules', '@aws-cdk')).catch(() => [])).toEqual([]);
+    // Test-only (sops-age: the differential SOPS test), unused (node-cron), type declarations
+    // that runtime packages depend on (@types), and native speedups needing a compiler.
+    for (const extra of ['sops-age', 'node-cron', '@types', 'cpu-features', 'nan']) {
+      expect(modules).not.toContain(extra);
+    }
+    const nestedTypes = (await readdir(join(app, 'node_modules'), { recursive: true })).filter((p) =>
+      /(^|\/)@types$/.test(p),
+    );
+    expect(nestedTypes).toEqual([]);
     expect((await readdir(join(app, 'charts', 'mooring', 'crds'))).sort()).toEqual([
       'approvals.mooring.io.yaml',
       'mooringplans.mooring.io.yaml',
@@ -211,6 +220,20 @@ describe('the image layout, started', () => {
     expect((await readdir(join(app, 'dist'), { recursive: true })).filter((f) => f.endsWith('.map'))).toEqual(
       [],
     );
+  });
+
+  it('ships only dependencies the agent imports', async () => {
+    const pkg = JSON.parse(await readFile(join(app, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    let code = '';
+    for (const file of await readdir(join(app, 'dist'), { recursive: true })) {
+      if (file.endsWith('.js')) code += await readFile(join(app, 'dist', file), 'utf8');
+    }
+    const unused = Object.keys(pkg.dependencies).filter(
+      (dep) => !new RegExp(`(from |import\\()'${dep.replace(/[/.]/g, '\\$&')}(/[^']*)?'`).test(code),
+    );
+    expect(unused).toEqual([]);
   });
 
   it('starts `mooring --help`, and its helm is helm v4', async () => {
