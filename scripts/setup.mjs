@@ -45,6 +45,12 @@ const GO_TOOLS = [
   { binary: 'sops-3.7.3', dir: 'test/tools/sops-3.7.3', pkg: 'go.mozilla.org/sops/v3/cmd/sops' },
   { binary: 'sops-3.8.1', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.8.1' },
   { binary: 'sops-3.9.4', mod: 'github.com/getsops/sops/v3/cmd/sops@v3.9.4' },
+  // What kstatus (sigs.k8s.io/cli-utils) reads from an object: MooringRelease conditions.
+  { binary: 'mooring-kstatus', dir: 'test/tools/kstatus' },
+  // `promtool check metrics` without promtool: client_golang's promlint on /metrics.
+  { binary: 'mooring-promlint', dir: 'test/tools/promlint' },
+  // `promtool check rules` / `test rules` for the chart's PrometheusRule.
+  { binary: 'mooring-promrules', dir: 'test/tools/promrules' },
 ];
 
 function run(cmd, args, opts = {}) {

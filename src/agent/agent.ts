@@ -66,6 +66,29 @@ export interface AgentCharts {
   readonly epoch: number;
 }
 
+/** The operator's controls for one pass, as kept in the cluster (src/observe/agent-object.ts). */
+export interface ControlState {
+  /** The whole agent is suspended (`mooring suspend`): the pass changes nothing. */
+  suspended: boolean;
+  /** An agent-wide reconcile request (`mooring reconcile`) no pass has handled yet. */
+  reconcile?: string;
+  /** Some release has a reconcile request no pass has handled yet. */
+  releaseRequests: boolean;
+  /** Changes whenever a suspension or a request changes: the next pass converges then. */
+  key: string;
+  /** The MooringAgent's metadata.generation the state was read from. */
+  generation: number;
+}
+
+export interface Controls {
+  /** Reads the operator's controls before a pass. */
+  read(): Promise<ControlState>;
+  /** Records a finished pass, the requests it handled and the effective approval mode. */
+  passed(state: ControlState, result: PassResult, approvalMode?: ApprovalMode): Promise<void>;
+  /** Calls `wake` when an operator changes a control; returns a function that stops watching. */
+  watch(wake: () => void): () => void;
+}
+
 export interface AgentMetrics {
   passCompleted?(outcome: PassOutcome, seconds: number): void;
   sourceFailed?(): void;
@@ -85,6 +108,8 @@ export interface AgentDeps {
   charts?: AgentCharts;
   gate?: Gate;
   drift?: DriftChecker;
+  /** Suspension and reconcile requests (MooringAgent and MooringRelease objects). */
+  controls?: Controls;
   metrics?: AgentMetrics;
   now?: () => number;
   random?: () => number;
@@ -96,7 +121,7 @@ export interface AgentDeps {
 }
 
 export type PassOutcome =
-  'converged' | 'failed' | 'pending-approval' | 'source-error' | 'cluster-error' | 'invalid';
+  'converged' | 'failed' | 'pending-approval' | 'source-error' | 'cluster-error' | 'invalid' | 'suspended';
 
 export interface PassResult {
   outcome: PassOutcome;
@@ -129,6 +154,14 @@ export class Agent {
   private warnedLoosen?: string;
   /** Set by the webhook: run a pass now. */
   private wake?: () => void;
+  /** A pass was asked for (webhook, operator) while one ran: run the next one at once. */
+  private triggered = false;
+  /** The controls the last converge ran under: a change makes the next pass converge. */
+  private lastControlKey?: string;
+  /** The agent-wide suspension was written to every release's status. */
+  private suspensionRecorded = false;
+  /** The effective approval mode of the last pass that planned. */
+  private lastMode?: ApprovalMode;
   private sourceFailures = 0;
   readonly state = { lastPassAt: 0, lastSuccessAt: 0, hasSnapshot: false, lastError: '' };
 
@@ -166,7 +199,29 @@ export class Agent {
     opts: { forceDrift?: boolean; signal?: AbortSignal; cancel?: AbortSignal } = {},
   ): Promise<PassResult> {
     const started = this.now();
-    const result = await this.passInner(opts);
+    this.triggered = false;
+    const { controls } = this.deps;
+    let control: ControlState | undefined;
+    let result: PassResult;
+    try {
+      control = await controls?.read();
+    } catch (err) {
+      // Not knowing whether the agent is suspended is no reason to act as if it were not.
+      const error = describeError(err);
+      this.deps.log?.error({ err: error }, 'cannot read the suspension and reconcile requests');
+      result = { outcome: 'cluster-error', error };
+    }
+    if (controls && control === undefined) result ??= { outcome: 'cluster-error' };
+    else if (control?.suspended) result = await this.suspendedPass();
+    else {
+      this.suspensionRecorded = false;
+      result = await this.passInner(opts, control);
+    }
+    if (control) {
+      await controls?.passed(control, result, this.lastMode).catch((err: unknown) => {
+        this.deps.log?.warn({ err: describeError(err) }, 'cannot record the pass in the MooringAgent status');
+      });
+    }
     this.state.lastPassAt = this.now();
     if (result.outcome === 'converged') this.state.lastSuccessAt = this.state.lastPassAt;
     this.state.lastError = result.error ?? '';
@@ -174,11 +229,31 @@ export class Agent {
     return result;
   }
 
-  private async passInner(opts: {
-    forceDrift?: boolean;
-    signal?: AbortSignal;
-    cancel?: AbortSignal;
-  }): Promise<PassResult> {
+  /** The agent is suspended: say so on every release once, change nothing. */
+  private async suspendedPass(): Promise<PassResult> {
+    this.lastConverged = false;
+    if (!this.suspensionRecorded) {
+      try {
+        for (const record of await this.deps.records.list()) {
+          if (record.state !== 'suspended' && record.state !== 'pruned')
+            await this.deps.records.update(record.name, { state: 'suspended' });
+        }
+        this.suspensionRecorded = true;
+      } catch (err) {
+        this.deps.log?.warn({ err: describeError(err) }, 'cannot record the suspension on the releases');
+      }
+    }
+    return { outcome: 'suspended' };
+  }
+
+  private async passInner(
+    opts: {
+      forceDrift?: boolean;
+      signal?: AbortSignal;
+      cancel?: AbortSignal;
+    },
+    control?: ControlState,
+  ): Promise<PassResult> {
     const { config, log } = this.deps;
     let head: Snapshot;
     try {
@@ -222,6 +297,8 @@ export class Agent {
     if (refusal) return refusal;
 
     const { mode, loosenAttempt } = effectiveMode(config.approval, plan.cluster.sync?.mode);
+    this.lastMode = mode;
+    const requested = control !== undefined && (control.reconcile !== undefined || control.releaseRequests);
     if (loosenAttempt && this.warnedLoosen !== head.revision) {
       this.warnedLoosen = head.revision;
       this.deps.clusterEvents?.emit(
@@ -258,14 +335,15 @@ export class Agent {
         this.lastRevision === toApply.snapshot.revision &&
         this.lastPlan === toApply.plan &&
         this.lastConverged &&
-        !toApply.approval;
+        !toApply.approval &&
+        !requested &&
+        control?.key === this.lastControlKey;
       if (!unchanged) {
         try {
-          convergeResult = await converge(
-            toApply.plan,
-            toApply.snapshot.revision,
-            this.convergeDeps(toApply.snapshot, opts.signal, opts.cancel),
-          );
+          convergeResult = await converge(toApply.plan, toApply.snapshot.revision, {
+            ...this.convergeDeps(toApply.snapshot, opts.signal, opts.cancel),
+            forgetBackoff: control?.reconcile !== undefined,
+          });
         } catch (err) {
           const error = describeError(err);
           log?.error({ err: error }, 'converge pass failed');
@@ -274,12 +352,14 @@ export class Agent {
         this.lastRevision = toApply.snapshot.revision;
         this.lastPlan = toApply.plan;
         this.lastConverged = convergeResult.converged;
+        this.lastControlKey = control?.key;
         if (toApply.approval) await this.deps.gate?.applied?.(toApply.approval, convergeResult);
       }
     }
 
     let drift: PassResult['drift'];
-    const driftDue = opts.forceDrift || this.now() - this.lastDriftAt >= config.driftIntervalSeconds * 1000;
+    const driftDue =
+      opts.forceDrift || requested || this.now() - this.lastDriftAt >= config.driftIntervalSeconds * 1000;
     // A manual cluster whose head waits for approval still self-heals what it runs.
     const stopping = opts.signal?.aborted === true;
     if (
@@ -302,7 +382,9 @@ export class Agent {
       }
     }
 
-    const failed = convergeResult ? !convergeResult.converged : !this.lastConverged;
+    // Drift that could not be checked is not "no drift": the pass did not fully succeed.
+    const failed =
+      (convergeResult ? !convergeResult.converged : !this.lastConverged) || (drift?.failed ?? 0) > 0;
     const outcome: PassOutcome = pending ? 'pending-approval' : failed ? 'failed' : 'converged';
     return {
       outcome,
@@ -359,8 +441,9 @@ export class Agent {
     };
   }
 
-  /** Schedules a pass now (webhook). */
+  /** Schedules a pass now (webhook, operator request); during a pass, the next one follows at once. */
   trigger(): void {
+    this.triggered = true;
     this.wake?.();
   }
 
@@ -383,6 +466,7 @@ export class Agent {
       );
       // Stopped during the pass: an 'abort' listener added now would never fire.
       if (signal.aborted) break;
+      if (this.triggered) continue;
       let delay = this.deps.config.intervalSeconds * 1000;
       if (result.outcome === 'source-error') {
         const backoff = Math.min(5000 * 2 ** Math.min(this.sourceFailures - 1, 10), 300_000);
@@ -418,6 +502,7 @@ export class Agent {
 export function passExitCode(result: PassResult): number {
   switch (result.outcome) {
     case 'converged':
+    case 'suspended':
       return 0;
     case 'failed':
     case 'invalid':

@@ -87,7 +87,7 @@ export function pathOption(): Option {
 }
 
 export function outputOption(): Option {
-  return new Option('-o, --output <format>', 'text for people, json for machines')
-    .choices(['text', 'json'])
+  return new Option('-o, --output <format>', 'text for people, json or yaml for machines')
+    .choices(['text', 'json', 'yaml'])
     .default('text');
 }

@@ -1,9 +1,9 @@
 // The mooring command line: parses arguments and dispatches to one module per command.
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
 import { MooringError, MooringErrors } from '../errors.js';
 import { AgeKeyError } from '../resolve/age-key.js';
 import { registerApprove } from './approve.js';
+import { registerControl } from './control.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { registerExplain } from './explain.js';
 import { processIo, type Io } from './output.js';
@@ -11,13 +11,7 @@ import { registerPlan } from './plan.js';
 import { registerRun } from './run.js';
 import { registerStatus } from './status.js';
 import { registerValidate } from './validate.js';
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
+import { packageVersion } from '../version.js';
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let code: ExitCode = EXIT.ok;
@@ -36,6 +30,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   registerValidate(program, io, done);
   registerStatus(program, io, done);
   registerApprove(program, io, done);
+  registerControl(program, io, done);
   program.commands.forEach((c) => c.exitOverride());
 
   try {

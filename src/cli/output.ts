@@ -1,5 +1,7 @@
-// Output for people (tables, colour on a terminal) and for machines (`--output json`).
-export type OutputFormat = 'text' | 'json';
+// Output for people (tables, colour on a terminal) and for machines (`--output json|yaml`).
+import { stringify } from 'yaml';
+
+export type OutputFormat = 'text' | 'json' | 'yaml';
 
 export interface Io {
   out(text: string): void;
@@ -38,4 +40,10 @@ export function table(headers: string[], rows: string[][]): string {
 
 export function json(value: unknown): string {
   return JSON.stringify(value, null, 2);
+}
+
+/** `value` as JSON or YAML (the same document: YAML is written from its JSON form). */
+export function machine(value: unknown, format: 'json' | 'yaml'): string {
+  if (format === 'json') return json(value);
+  return stringify(JSON.parse(JSON.stringify(value)) as unknown, { lineWidth: 0 }).trimEnd();
 }

@@ -22,6 +22,7 @@ import {
   type KubeClients,
 } from '../kube/client.js';
 import { createLeaderElector } from '../kube/lease.js';
+import { agentObjectRef, createAgentControl } from '../observe/agent-object.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createDriftChecker, loadIgnoreFile } from '../observe/drift/index.js';
 import { createEventRecorder } from '../observe/events.js';
@@ -34,6 +35,7 @@ import { AgeKeyError, loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { GitSource } from '../source/git-source.js';
 import { verifyWebhook } from '../source/webhook.js';
+import { buildInfo } from '../version.js';
 import { findHelm } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import type { Io } from './output.js';
@@ -169,6 +171,17 @@ export async function buildAgent(
     ...(clock ? { now: clock } : {}),
     log: chartLog,
   });
+  const controls = createAgentControl({
+    customObjects: clients.customObjects,
+    kubeConfig,
+    namespace: config.namespace,
+    cluster: config.cluster,
+    identity: config.identity,
+    version: buildInfo(env).version,
+    releases: status,
+    events: events.forObject(agentObjectRef(config.namespace, config.cluster)),
+    log: log.child({ component: 'control' }),
+  });
 
   // Approvals are only as safe as the admission policy that checks who recorded them.
   const policy = await ensureApprovalPolicy(clients);
@@ -212,6 +225,7 @@ export async function buildAgent(
     },
     charts,
     gate,
+    controls,
     drift: createDriftChecker({
       objects: clients.objects,
       core: clients.core,
@@ -225,7 +239,7 @@ export async function buildAgent(
     metrics,
     log,
   });
-  return { agent, clients, metrics, status, events, notifier, git, helm, charts };
+  return { agent, clients, metrics, status, events, notifier, git, helm, charts, controls };
 }
 
 /** The agent's own namespace: the chart creates it; a bare `mooring run` creates it too. */
@@ -422,6 +436,8 @@ export async function runAgent(
     hooks.onListening?.(server.address);
   }
 
+  // `mooring reconcile`, `suspend` and `resume` take effect at once, not at the next interval.
+  const stopWatching = built.controls.watch(() => agent.trigger());
   try {
     if (!elector) {
       await agent.loop(stop.signal, onPass);
@@ -450,6 +466,7 @@ export async function runAgent(
       await electing;
     }
   } finally {
+    stopWatching();
     await server?.close();
     await built.events.flush();
     await built.notifier?.flush();

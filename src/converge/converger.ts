@@ -12,7 +12,15 @@ import { listRevisions, observe, unlockPending, type StoredRevision } from './he
 import { runInOrder } from './scheduler.js';
 
 export type ReleaseState =
-  'ready' | 'progressing' | 'failed' | 'pending-approval' | 'drifted' | 'waiting' | 'orphaned' | 'pruned';
+  | 'ready'
+  | 'progressing'
+  | 'failed'
+  | 'pending-approval'
+  | 'drifted'
+  | 'waiting'
+  | 'orphaned'
+  | 'pruned'
+  | 'suspended';
 
 /** What mooring records per release (the MooringRelease status). Never holds values. */
 export interface ReleaseRecord extends ConvergeRecord {
@@ -30,6 +38,12 @@ export interface ReleaseRecord extends ConvergeRecord {
   failures?: number;
   lastAttemptAt?: string;
   lastSuccessAt?: string;
+  /** An operator suspended the release (`mooring suspend --release`): nothing is changed. */
+  suspend?: boolean;
+  /** `mooring reconcile --release` asked for this (a timestamp): retry now, whatever the backoff. */
+  reconcileRequestedAt?: string;
+  /** The last reconcile request a pass handled. */
+  lastHandledReconcileAt?: string;
 }
 
 /** Where records live; the agent keeps them in MooringRelease objects. */
@@ -64,11 +78,13 @@ export interface ConvergeDeps {
   /** Stops helm processes in flight too (the leader lease was lost: someone else converges now). */
   cancel?: AbortSignal;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** `mooring reconcile` of the whole agent: every failed release is retried now. */
+  forgetBackoff?: boolean;
 }
 
 export interface ReleaseOutcome {
   name: string;
-  action: Action['kind'] | 'error' | 'blocked';
+  action: Action['kind'] | 'error' | 'blocked' | 'suspended';
   state: ReleaseState;
   error?: string;
   helmRevision?: number;
@@ -77,7 +93,7 @@ export interface ReleaseOutcome {
 export interface ConvergeResult {
   revision: string;
   releases: ReleaseOutcome[];
-  /** Every release ready (or pruned/orphaned), none failed or waiting. */
+  /** Every release ready (or pruned/orphaned/suspended), none failed or waiting. */
   converged: boolean;
 }
 
@@ -123,7 +139,8 @@ export async function converge(
     dependsOn,
     concurrency: Math.max(deps.concurrency, BOOKKEEPING_CONCURRENCY),
     ...(deps.signal ? { signal: deps.signal } : {}),
-    succeeded: (o: ReleaseOutcome) => o.state === 'ready',
+    // A suspended release keeps running what it runs: its dependents may go on.
+    succeeded: (o: ReleaseOutcome) => o.state === 'ready' || o.state === 'suspended',
     run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps, helmSlots),
   });
   outcomes.push(...done.values());
@@ -147,7 +164,7 @@ export async function converge(
 
   outcomes.sort((a, b) => a.name.localeCompare(b.name));
   const converged = outcomes.every(
-    (o) => o.state === 'ready' || o.state === 'pruned' || o.state === 'orphaned',
+    (o) => o.state === 'ready' || o.state === 'pruned' || o.state === 'orphaned' || o.state === 'suspended',
   );
   return { revision, releases: outcomes, converged };
 }
@@ -161,6 +178,7 @@ async function convergeRelease(
 ): Promise<ReleaseOutcome> {
   const name = release.name;
   const digest = release.digest!;
+  const requested = pendingRequest(record);
   const base: RecordPatch = {
     namespace: release.namespace,
     chart: release.chart,
@@ -168,13 +186,20 @@ async function convergeRelease(
     ...(release.chartDigest ? { chartDigest: release.chartDigest } : {}),
     desiredRevision: revision,
     desiredDigest: digest,
+    ...(requested ? { lastHandledReconcileAt: requested } : {}),
   };
   try {
+    if (record?.suspend) return await suspendRelease(record, base, deps);
+    if (record?.state === 'suspended') {
+      deps.events.emit(name, 'Normal', 'Resumed', 'resumed: the release converges again');
+    }
     let stored = await listRevisions(deps.core, release.namespace, name);
+    // `mooring reconcile`: try now, as if the last failure had not happened.
+    const observed = record && (requested || deps.forgetBackoff) ? withoutBackoff(record) : record;
     let action = nextAction({
       desired: { digest, revision },
       helm: observe(stored),
-      ...(record ? { record } : {}),
+      ...(observed ? { record: observed } : {}),
       prune: deps.prune,
       now: deps.now(),
     });
@@ -201,7 +226,7 @@ async function convergeRelease(
     }
 
     if (action.kind === 'none') {
-      if (record?.state !== 'ready' || record.desiredRevision !== revision) {
+      if (record?.state !== 'ready' || record.desiredRevision !== revision || requested) {
         await deps.records.update(name, {
           ...base,
           state: 'ready',
@@ -217,6 +242,7 @@ async function convergeRelease(
       };
     }
     if (action.kind === 'wait') {
+      if (record?.state !== 'failed') await deps.records.update(name, { ...base, state: 'failed' });
       return { name, action: 'wait', state: 'failed', error: record?.lastError ?? 'waiting to retry' };
     }
     if (action.kind !== 'install' && action.kind !== 'upgrade') {
@@ -263,8 +289,10 @@ async function upgradeRelease(
   const digest = release.digest!;
   // Written while helm starts, so the record does not delay the upgrade; awaited before the
   // outcome is written, so 'progressing' can never land after it.
+  // A reconcile request is handled once the outcome is known, not while helm runs.
+  const { lastHandledReconcileAt: _handled, ...starting } = base;
   const progressing = deps.records
-    .update(name, { ...base, state: 'progressing', lastAttemptAt: iso(deps.now()), managed: true })
+    .update(name, { ...starting, state: 'progressing', lastAttemptAt: iso(deps.now()), managed: true })
     .catch((err: unknown) => {
       deps.log?.warn({ release: name, err: describeError(err) }, 'could not record progress');
     });
@@ -350,8 +378,40 @@ async function upgradeRelease(
   }
 }
 
+/** A suspended release: recorded as such (once), nothing else. */
+async function suspendRelease(
+  record: ReleaseRecord,
+  patch: RecordPatch,
+  deps: ConvergeDeps,
+): Promise<ReleaseOutcome> {
+  if (record.state !== 'suspended' || patch.lastHandledReconcileAt) {
+    await deps.records.update(record.name, { ...patch, state: 'suspended' });
+  }
+  if (record.state !== 'suspended') {
+    deps.events.emit(
+      record.name,
+      'Normal',
+      'Suspended',
+      'suspended: not upgraded, pruned or drift-corrected until `mooring resume`',
+    );
+  }
+  return { name: record.name, action: 'suspended', state: 'suspended' };
+}
+
+/** The reconcile request of a release that no pass has handled yet. */
+function pendingRequest(record: ReleaseRecord | undefined): string | undefined {
+  const requested = record?.reconcileRequestedAt;
+  return requested !== undefined && requested !== record?.lastHandledReconcileAt ? requested : undefined;
+}
+
+function withoutBackoff(record: ReleaseRecord): ReleaseRecord {
+  const { failedDigest: _digest, retryAt: _retry, ...rest } = record;
+  return rest;
+}
+
 async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise<ReleaseOutcome> {
   const name = record.name;
+  if (record.suspend) return suspendRelease(record, {}, deps);
   if (!record.namespace) return { name, action: 'none', state: 'orphaned' };
   try {
     const helm = observe(await listRevisions(deps.core, record.namespace, name));

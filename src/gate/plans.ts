@@ -8,6 +8,7 @@ import { MooringError } from '../errors.js';
 import { apiErrorMessage, isAlreadyExists, isConflict, isNotFound } from '../kube/client.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
 import { canonicalJson, sha256 } from '../plan/digest.js';
+import { withTransitions, type Condition, type ConditionWithoutTime } from '../observe/status.js';
 import type { LivePlan, ReleaseAction, ReleaseDiff } from '../plan/live-diff.js';
 
 export type PlanPhase = 'pending' | 'approved' | 'applied' | 'failed' | 'superseded';
@@ -146,8 +147,13 @@ function cut(text: string, limit: number): { text: string; cut: boolean } {
   return { text: `${text.slice(0, end > 0 ? end : limit)}\n... (diff truncated)\n`, cut: true };
 }
 
-export function createPlanStore(options: { customObjects: CustomObjectsApi; namespace: string }): PlanStore {
+export function createPlanStore(options: {
+  customObjects: CustomObjectsApi;
+  namespace: string;
+  now?: () => number;
+}): PlanStore {
   const { customObjects, namespace } = options;
+  const now = options.now ?? Date.now;
   const ref = {
     group: MOORING_GROUP,
     version: MOORING_VERSION,
@@ -201,6 +207,11 @@ export function createPlanStore(options: { customObjects: CustomObjectsApi; name
       if (raw === undefined) return undefined;
       const status = change(raw);
       if (status === undefined) return raw;
+      status.conditions = withTransitions(
+        planConditions(status.phase as PlanPhase | undefined, status.reason as string | undefined),
+        (raw.status?.conditions as Condition[] | undefined) ?? [],
+        now(),
+      );
       try {
         return (await customObjects.replaceNamespacedCustomObjectStatus({
           ...ref,
@@ -271,7 +282,35 @@ interface RawPlan {
   kind: string;
   metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string };
   spec?: Record<string, never>;
-  status?: Partial<PlanStatus>;
+  status?: Partial<PlanStatus> & { conditions?: Condition[] };
+}
+
+/**
+ * Conditions as kstatus reads them: a plan waiting for approval, or approved and being
+ * applied, is InProgress (Reconciling); an applied plan is Current (Ready); a plan that
+ * failed, or that a newer one superseded, will not be applied: Stalled (Failed).
+ */
+export function planConditions(phase: PlanPhase | undefined, reason = ''): ConditionWithoutTime[] {
+  const why = {
+    pending: 'PendingApproval',
+    approved: 'Approved',
+    applied: 'Applied',
+    failed: 'ApplyFailed',
+    superseded: 'Superseded',
+  }[phase ?? 'pending'];
+  const ready = phase === 'applied';
+  const stalled = phase === 'failed' || phase === 'superseded';
+  const reconciling = !ready && !stalled;
+  return [
+    { type: 'Ready', status: ready ? 'True' : 'False', reason: why, message: reason },
+    {
+      type: 'Reconciling',
+      status: reconciling ? 'True' : 'False',
+      reason: why,
+      message: reconciling ? reason : '',
+    },
+    { type: 'Stalled', status: stalled ? 'True' : 'False', reason: why, message: stalled ? reason : '' },
+  ];
 }
 
 function toStored(raw: RawPlan): StoredPlan {

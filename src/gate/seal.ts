@@ -17,7 +17,16 @@ export const PLAN_KEY_SECRET = 'mooring-plan-key';
 const KEY_FIELD = 'key';
 
 /** Status fields the agent changes after publishing a plan; everything else is sealed. */
-const UNSEALED: readonly string[] = ['phase', 'reason', 'approval', 'approvedBy', 'appliedAt', 'seal'];
+const UNSEALED: readonly string[] = [
+  'phase',
+  'reason',
+  'approval',
+  'approvedBy',
+  'appliedAt',
+  'seal',
+  // Derived from the phase (plans.ts), for kstatus.
+  'conditions',
+];
 
 /** `hmac-sha256:<hex>` over the sealed fields of `status`. */
 export function sealOf(key: Buffer, status: PlanStatus): string {

@@ -1,4 +1,4 @@
-// mooring's CustomResourceDefinitions (MooringRelease, MooringPlan, Approval): loaded from
+// mooring's CustomResourceDefinitions (MooringRelease, MooringPlan, Approval, MooringAgent): loaded from
 // the agent chart's crds/ folder, which ships with the package, and applied server-side at
 // start-up so that `mooring run` works on a bare cluster. Where the agent may not write CRDs
 // (403), it is enough that they are already served.
@@ -25,6 +25,7 @@ export const MOORING_KINDS = {
   MooringRelease: { kind: 'MooringRelease', plural: 'mooringreleases' },
   MooringPlan: { kind: 'MooringPlan', plural: 'mooringplans' },
   Approval: { kind: 'Approval', plural: 'approvals' },
+  MooringAgent: { kind: 'MooringAgent', plural: 'mooringagents' },
 } as const;
 
 export type CustomResourceDefinition = AnyObject & {

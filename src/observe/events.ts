@@ -38,6 +38,8 @@ export const EVENT_REASONS = [
   'InvalidConfiguration',
   'SourceFailed',
   'LeaderElected',
+  'Suspended',
+  'Resumed',
 ] as const;
 export type EventReason = (typeof EVENT_REASONS)[number];
 

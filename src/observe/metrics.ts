@@ -13,6 +13,7 @@ export const RELEASE_STATES: readonly ReleaseState[] = [
   'waiting',
   'orphaned',
   'pruned',
+  'suspended',
 ];
 
 export interface MetricsOptions {

@@ -8,7 +8,21 @@ import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
 
 export type ReleaseState =
-  'ready' | 'progressing' | 'failed' | 'pending-approval' | 'drifted' | 'waiting' | 'orphaned' | 'pruned';
+  | 'ready'
+  | 'progressing'
+  | 'failed'
+  | 'pending-approval'
+  | 'drifted'
+  | 'waiting'
+  | 'orphaned'
+  | 'pruned'
+  | 'suspended';
+
+/**
+ * Set by `mooring reconcile` on a MooringRelease (and the MooringAgent): a pass now, without
+ * retry backoff. The agent records the value it handled in `status.lastHandledReconcileAt`.
+ */
+export const RECONCILE_ANNOTATION = 'mooring.io/reconcile-requested-at';
 
 export interface DriftSummary {
   /** Drifted fields plus deleted objects. */
@@ -19,6 +33,12 @@ export interface DriftSummary {
   deletedObjects: string[];
   /** The drift was restored (drift mode `correct`). */
   corrected: boolean;
+  /** The mode the check ran in: `warn` reports only (also for a suspended release). */
+  mode?: 'correct' | 'warn';
+  /** Objects the check could not check (a refused dry run, a kind no longer served). */
+  failed?: number;
+  /** Why, per object (`<kind>/<namespace>/<name>: <reason>`); at most 50 are kept. */
+  failures?: string[];
   /** RFC 3339. */
   checkedAt: string;
 }
@@ -29,6 +49,7 @@ export interface Condition {
   reason: string;
   message: string;
   lastTransitionTime: string;
+  observedGeneration?: number;
 }
 
 /** The status fields a caller may set. Times are RFC 3339 strings. */
@@ -47,6 +68,14 @@ export interface ReleaseStatus {
   helmRevision?: number;
   helmStatus?: string;
   state?: ReleaseState;
+  /**
+   * Why the release is in its state, when the state alone does not say (`DriftCheckFailed`
+   * for a release that is `failed` because its drift could not be checked). Cleared by any
+   * patch that sets `state` without it.
+   */
+  reason?: string;
+  /** The RECONCILE_ANNOTATION value the agent last handled. */
+  lastHandledReconcileAt?: string;
   /** Already redacted by whoever produced it; shortened to 4096 characters here. */
   lastError?: string;
   failures?: number;
@@ -66,6 +95,12 @@ export interface ReleaseStatusRecord extends ReleaseStatus {
   cluster?: string;
   managed: boolean;
   conditions: Condition[];
+  /** spec.suspend: an operator suspended the release (`mooring suspend --release`). */
+  suspend?: boolean;
+  /** The RECONCILE_ANNOTATION, when someone asked for a reconcile. */
+  reconcileRequestedAt?: string;
+  /** metadata.generation: bumped by every change of spec.suspend. */
+  generation?: number;
 }
 
 /** Fields to change: a value sets it, `null` removes it, an absent key leaves it alone. */
@@ -97,8 +132,15 @@ const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 interface MooringReleaseObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
-  spec?: Record<string, never>;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec?: { suspend?: boolean };
   status?: Record<string, unknown>;
 }
 
@@ -167,7 +209,14 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
       for (let attempt = 0; attempt < 5; attempt++) {
         const current = (await read(name)) ?? (await create(name));
         if (current === undefined) continue;
-        const status = mergeStatus(current.status ?? {}, patch, name, cluster, now());
+        const status = mergeStatus(
+          current.status ?? {},
+          patch,
+          name,
+          cluster,
+          now(),
+          current.metadata.generation,
+        );
         try {
           await customObjects.replaceNamespacedCustomObjectStatus({
             ...ref,
@@ -236,6 +285,7 @@ function mergeStatus(
   name: string,
   cluster: string,
   nowMs: number,
+  generation?: number,
 ): Record<string, unknown> {
   const status: Record<string, unknown> = { ...previous };
   for (const [key, value] of Object.entries(patch)) {
@@ -243,6 +293,9 @@ function mergeStatus(
     if (value === null || value === undefined) delete status[key];
     else status[key] = value;
   }
+  if ('state' in patch && !('reason' in patch)) delete status.reason;
+  // The agent read the object (and its spec.suspend) before writing this status.
+  if (generation !== undefined) status.observedGeneration = generation;
   status.release = name;
   status.cluster = cluster;
   if (typeof status.lastError === 'string') status.lastError = truncate(status.lastError, LAST_ERROR_LIMIT);
@@ -252,11 +305,17 @@ function mergeStatus(
       ...drift,
       fields: (drift.fields ?? []).slice(0, DRIFT_LIST_LIMIT),
       deletedObjects: (drift.deletedObjects ?? []).slice(0, DRIFT_LIST_LIMIT),
+      ...(drift.failures === undefined ? {} : { failures: drift.failures.slice(0, DRIFT_LIST_LIMIT) }),
     };
   }
   setShort(status, 'desiredRevision', 'shortDesiredRevision');
   setShort(status, 'deployedRevision', 'shortDeployedRevision');
-  status.conditions = conditionsFor(status, (previous.conditions as Condition[] | undefined) ?? [], nowMs);
+  status.conditions = withTransitions(
+    releaseConditions(status),
+    (previous.conditions as Condition[] | undefined) ?? [],
+    nowMs,
+    generation,
+  );
   return status;
 }
 
@@ -271,39 +330,126 @@ const STATE_REASONS: Record<ReleaseState, string> = {
   progressing: 'Progressing',
   failed: 'ConvergeFailed',
   'pending-approval': 'PendingApproval',
-  drifted: 'Drifted',
+  drifted: 'DriftDetected',
   waiting: 'WaitingForDependencies',
   orphaned: 'Orphaned',
   pruned: 'Pruned',
+  suspended: 'Suspended',
 };
 
-/** `Ready` (for `kubectl wait --for=condition=Ready mrel/<release>`) and `Drifted`. */
-function conditionsFor(status: Record<string, unknown>, previous: Condition[], nowMs: number): Condition[] {
+export type ConditionWithoutTime = Omit<Condition, 'lastTransitionTime'>;
+
+/**
+ * The conditions of a release, in the convention kstatus (sigs.k8s.io/cli-utils) and
+ * `kubectl wait` read: `Ready` says whether the release runs what Git asks; `Reconciling`
+ * (True) says the agent is still getting there (kstatus: InProgress); `Stalled` (True) says
+ * it will not get there without someone acting (kstatus: Failed). `Drifted` reports drift.
+ *
+ * Drift reported in mode `warn` leaves Ready True, as Flux's helm-controller does: the
+ * release runs what Git asks and the agent was told not to touch the hand edit, so a wait
+ * must not hang on it forever. Drift that mode `correct` could not restore is Stalled.
+ */
+export function releaseConditions(status: Record<string, unknown>): ConditionWithoutTime[] {
   const state = status.state as ReleaseState | undefined;
-  const error = typeof status.lastError === 'string' ? status.lastError : '';
-  const wanted: Omit<Condition, 'lastTransitionTime'>[] = [
-    state === undefined
-      ? { type: 'Ready', status: 'Unknown', reason: 'NotObserved', message: '' }
-      : {
-          type: 'Ready',
-          status: state === 'ready' ? 'True' : 'False',
-          reason: STATE_REASONS[state],
-          message: truncate(error, 1024),
-        },
-  ];
+  const error = truncate(typeof status.lastError === 'string' ? status.lastError : '', 1024);
   const drift = status.drift as DriftSummary | undefined;
-  if (drift !== undefined) {
-    wanted.push({
-      type: 'Drifted',
-      status: drift.count > 0 && !drift.corrected ? 'True' : 'False',
-      reason: drift.count === 0 ? 'NoDrift' : drift.corrected ? 'DriftCorrected' : 'DriftDetected',
-      message: drift.count === 0 ? '' : `${drift.count} drifted field(s) or deleted object(s)`,
-    });
+  const reason =
+    typeof status.reason === 'string'
+      ? status.reason
+      : state === undefined
+        ? 'NotObserved'
+        : STATE_REASONS[state];
+  const cond = (
+    type: string,
+    value: Condition['status'],
+    why: string,
+    message = '',
+  ): ConditionWithoutTime => ({
+    type,
+    status: value,
+    reason: why,
+    message,
+  });
+  const out: ConditionWithoutTime[] = [];
+  const driftMessage = drift && drift.count > 0 ? `${drift.count} drifted field(s) or deleted object(s)` : '';
+  switch (state) {
+    case undefined:
+    case 'progressing':
+    case 'waiting':
+    case 'pending-approval':
+      out.push(
+        cond('Ready', state === undefined ? 'Unknown' : 'False', reason, error),
+        cond('Reconciling', 'True', reason, error),
+        cond('Stalled', 'False', reason),
+      );
+      break;
+    case 'failed':
+    case 'suspended':
+      out.push(
+        cond('Ready', 'False', reason, error || (state === 'suspended' ? SUSPENDED_MESSAGE : '')),
+        cond('Reconciling', 'False', reason),
+        cond('Stalled', 'True', reason, error || (state === 'suspended' ? SUSPENDED_MESSAGE : '')),
+      );
+      break;
+    case 'drifted': {
+      const warned = drift?.mode !== 'correct';
+      const why = warned ? 'DriftDetected' : 'DriftCorrectionFailed';
+      const message = warned
+        ? `${driftMessage}; drift mode warn: reported, not corrected`
+        : error || driftMessage;
+      out.push(
+        cond('Ready', warned ? 'True' : 'False', why, message),
+        cond('Reconciling', 'False', why),
+        cond('Stalled', warned ? 'False' : 'True', why, warned ? '' : message),
+      );
+      break;
+    }
+    case 'ready':
+    case 'orphaned':
+    case 'pruned':
+      out.push(
+        cond('Ready', 'True', reason, error),
+        cond('Reconciling', 'False', reason),
+        cond('Stalled', 'False', reason),
+      );
+      break;
   }
+  if (drift !== undefined) {
+    if ((drift.failed ?? 0) > 0) {
+      out.push(
+        cond('Drifted', 'Unknown', 'DriftCheckFailed', `${drift.failed} object(s) could not be checked`),
+      );
+    } else {
+      out.push(
+        cond(
+          'Drifted',
+          drift.count > 0 && !drift.corrected ? 'True' : 'False',
+          drift.count === 0 ? 'NoDrift' : drift.corrected ? 'DriftCorrected' : 'DriftDetected',
+          driftMessage,
+        ),
+      );
+    }
+  }
+  return out;
+}
+
+const SUSPENDED_MESSAGE = 'suspended: not upgraded, pruned or drift-corrected until `mooring resume`';
+
+/** Keeps a condition's lastTransitionTime while its status does not change. */
+export function withTransitions(
+  wanted: ConditionWithoutTime[],
+  previous: Condition[],
+  nowMs: number,
+  generation?: number,
+): Condition[] {
   const at = new Date(nowMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
   return wanted.map((c) => {
     const before = previous.find((p) => p.type === c.type);
-    return { ...c, lastTransitionTime: before?.status === c.status ? before.lastTransitionTime : at };
+    return {
+      ...c,
+      lastTransitionTime: before?.status === c.status ? before.lastTransitionTime : at,
+      ...(generation === undefined ? {} : { observedGeneration: generation }),
+    };
   });
 }
 
@@ -316,6 +462,10 @@ function toRecord(obj: MooringReleaseObject): ReleaseStatusRecord {
     managed: s.managed === true,
     conditions: Array.isArray(s.conditions) ? (s.conditions as Condition[]) : [],
   };
+  if (obj.spec?.suspend === true) record.suspend = true;
+  const requested = obj.metadata.annotations?.[RECONCILE_ANNOTATION];
+  if (requested !== undefined && requested !== '') record.reconcileRequestedAt = requested;
+  if (obj.metadata.generation !== undefined) record.generation = obj.metadata.generation;
   const strings = [
     'cluster',
     'namespace',
@@ -331,6 +481,8 @@ function toRecord(obj: MooringReleaseObject): ReleaseStatusRecord {
     'failedDigest',
     'lastAttemptAt',
     'lastSuccessAt',
+    'reason',
+    'lastHandledReconcileAt',
   ] as const;
   for (const k of strings) {
     const v = str(k);

@@ -52,9 +52,10 @@ afterAll(async () => {
 });
 
 describe('CRDs', () => {
-  it('ships MooringRelease, MooringPlan and Approval in group mooring.io', () => {
+  it('ships MooringRelease, MooringPlan, Approval and MooringAgent in group mooring.io', () => {
     expect(loadCrds().map((c) => c.metadata.name)).toEqual([
       'approvals.mooring.io',
+      'mooringagents.mooring.io',
       'mooringplans.mooring.io',
       'mooringreleases.mooring.io',
     ]);
@@ -62,7 +63,7 @@ describe('CRDs', () => {
 
   it('can be applied again (the agent does so at every start)', async () => {
     const result = await ensureCrds(clients);
-    expect(result.applied).toHaveLength(3);
+    expect(result.applied).toHaveLength(4);
     const crd = await clients.apiExtensions.readCustomResourceDefinition({
       name: 'mooringreleases.mooring.io',
     });
@@ -75,7 +76,12 @@ describe('CRDs', () => {
     const result = await ensureCrds(restricted);
     expect(result).toEqual({
       applied: [],
-      alreadyServed: ['approvals.mooring.io', 'mooringplans.mooring.io', 'mooringreleases.mooring.io'],
+      alreadyServed: [
+        'approvals.mooring.io',
+        'mooringagents.mooring.io',
+        'mooringplans.mooring.io',
+        'mooringreleases.mooring.io',
+      ],
     });
   });
 
@@ -153,6 +159,7 @@ describe('MooringRelease status', () => {
       reason: 'Converged',
       message: '',
       lastTransitionTime: '2025-03-01T10:01:00Z',
+      observedGeneration: 1,
     });
     clock += 60_000;
     await store.update('web', { lastAttemptAt: '2025-03-01T10:02:00Z' });

@@ -254,6 +254,7 @@ describe('a drift check', () => {
             fields: ['Deployment/web/web:/spec/replicas'],
             deletedObjects: [],
             corrected: true,
+            mode: 'correct',
             checkedAt: '2025-03-01T10:00:00Z',
           },
         },

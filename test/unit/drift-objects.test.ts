@@ -123,7 +123,19 @@ describe('drift reports', () => {
       fields: ['Deployment/shop/web:/spec/replicas', 'Deployment/shop/web:/metadata/labels/owner'],
       deletedObjects: ['Service/shop/web'],
       corrected: true,
+      mode: 'correct',
       checkedAt: '2025-03-01T10:00:00Z',
+    });
+  });
+
+  it('summarise objects that could not be checked, so unknown drift never reads as none', () => {
+    const partial = { ...drift, failed: ['ConfigMap/shop/b: refused', 'ConfigMap/shop/a: refused'] };
+    expect(summaryOf(partial, false, Date.parse('2025-03-01T10:00:00Z'), 'warn')).toMatchObject({
+      count: 3,
+      corrected: false,
+      mode: 'warn',
+      failed: 2,
+      failures: ['ConfigMap/shop/a: refused', 'ConfigMap/shop/b: refused'],
     });
   });
 

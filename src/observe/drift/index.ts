@@ -85,6 +85,9 @@ interface Target {
 
 const MODE_RANK: Record<DriftMode, number> = { off: 0, warn: 1, correct: 2 };
 
+/** The reason of a release that is `failed` because its drift could not be checked. */
+export const DRIFT_CHECK_FAILED = 'DriftCheckFailed';
+
 export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   check(input: { plan: ClusterPlan }): Promise<DriftCheckResult>;
 } {
@@ -128,6 +131,11 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     const targets = targetsOf(plan);
     const active = targets.filter((t) => t.mode !== 'off');
     const statuses = await readStatuses();
+    // A suspended release is checked and reported, never corrected; so is every release when
+    // we cannot read which ones are suspended.
+    for (const target of active) {
+      if (statuses === undefined || statuses.get(target.name)?.suspend) target.mode = 'warn';
+    }
     await clearSwitchedOff(
       targets.filter((t) => t.mode === 'off'),
       statuses,
@@ -153,23 +161,18 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       }
       if ('failed' in lookup) {
         result.failed++;
-        reportFailure(
-          target,
-          'DriftCheckFailed',
-          failureMessage('could not check drift', [lookup.failed]),
-          [],
-        );
+        await reportFailure(target, failureMessage('could not check drift', [lookup.failed]), [], statuses);
         continue;
       }
       try {
         prepared.push(await prepare(target, lookup.recorded));
       } catch (err) {
         result.failed++;
-        reportFailure(
+        await reportFailure(
           target,
-          'DriftCheckFailed',
           `could not check drift of helm revision ${lookup.recorded.revision}: ${describeError(err)}`,
           target.secrets,
+          statuses,
         );
       }
     }
@@ -190,7 +193,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       byRelease.set(finding.check.release, [...(byRelease.get(finding.check.release) ?? []), finding]);
 
     await mapLimit(prepared, Math.max(1, Math.floor(concurrency / 2)), async (p) => {
-      const outcome = await settle(p, byRelease.get(p.target.name) ?? [], statuses.get(p.target.name));
+      const outcome = await settle(p, byRelease.get(p.target.name) ?? [], statuses?.get(p.target.name));
       totals.found += outcome.found;
       totals.corrected += outcome.corrected;
       if (outcome.found > 0) result.drifted++;
@@ -366,32 +369,55 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     }
 
     const allCorrected = mode === 'correct' && found > 0 && correctionFailures.length === 0;
-    await writeStatus(target.name, summaryOf(sortDrift(drift), allCorrected, now()), previous);
+    await writeStatus(
+      target.name,
+      summaryOf(sortDrift(drift), allCorrected, now(), mode),
+      previous,
+      failures.length > 0 ? failureMessage('drift check failed', failures) : undefined,
+    );
     return { found, corrected, allCorrected, failed: failures.length > 0 || correctionFailures.length > 0 };
   }
 
-  async function readStatuses(): Promise<Map<string, ReleaseStatusRecord>> {
+  async function readStatuses(): Promise<Map<string, ReleaseStatusRecord> | undefined> {
     try {
       return new Map((await deps.status.list()).map((s) => [s.name, s]));
     } catch (err) {
-      deps.log?.warn({ err: describeError(err) }, 'cannot read release statuses; drift is still checked');
-      return new Map();
+      deps.log?.warn(
+        { err: describeError(err) },
+        'cannot read release statuses; drift is checked and reported, not corrected',
+      );
+      return undefined;
     }
   }
 
+  /**
+   * Records a check. A release that converged is `ready`, `drifted`, or `failed` (reason
+   * DriftCheckFailed) when some of its objects could not be checked: unknown drift is not
+   * "no drift". A release failed, waiting or pending for other reasons stays so.
+   */
   async function writeStatus(
     name: string,
     summary: DriftSummary,
     previous: ReleaseStatusRecord | undefined,
+    failure: string | undefined,
   ): Promise<void> {
     const patch: ReleaseStatusPatch = {};
     const fresh =
       previous?.drift?.checkedAt !== undefined && now() - Date.parse(previous.drift.checkedAt) < refreshMs;
     if (!sameSummary(previous?.drift, summary) || !fresh) patch.drift = summary;
-    // Only a release that converged is ready or drifted; failed, waiting or pending stay so.
-    if (previous?.state === 'ready' || previous?.state === 'drifted') {
-      const state: ReleaseState = summary.count > 0 && !summary.corrected ? 'drifted' : 'ready';
-      if (state !== previous.state) patch.state = state;
+    const failedByDrift = previous?.state === 'failed' && previous.reason === DRIFT_CHECK_FAILED;
+    if (previous?.state === 'ready' || previous?.state === 'drifted' || failedByDrift) {
+      if (failure !== undefined) {
+        if (!failedByDrift || previous.lastError !== failure) {
+          patch.state = 'failed';
+          patch.reason = DRIFT_CHECK_FAILED;
+          patch.lastError = failure;
+        }
+      } else {
+        const state: ReleaseState = summary.count > 0 && !summary.corrected ? 'drifted' : 'ready';
+        if (state !== previous.state) patch.state = state;
+        if (failedByDrift) patch.lastError = null;
+      }
     }
     if (Object.keys(patch).length === 0) return;
     try {
@@ -402,9 +428,12 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   }
 
   /** A release switched to `off` keeps no drift report, and is not left `drifted`. */
-  async function clearSwitchedOff(off: Target[], statuses: Map<string, ReleaseStatusRecord>): Promise<void> {
+  async function clearSwitchedOff(
+    off: Target[],
+    statuses: Map<string, ReleaseStatusRecord> | undefined,
+  ): Promise<void> {
     for (const target of off) {
-      const previous = statuses.get(target.name);
+      const previous = statuses?.get(target.name);
       if (previous?.drift === undefined && previous?.state !== 'drifted') continue;
       try {
         await deps.status.update(target.name, {
@@ -417,10 +446,28 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     }
   }
 
-  function reportFailure(target: Target, reason: string, message: string, secrets: readonly string[]): void {
+  /** The whole release could not be checked (helm's storage unreadable, a bad manifest). */
+  async function reportFailure(
+    target: Target,
+    message: string,
+    secrets: readonly string[],
+    statuses: Map<string, ReleaseStatusRecord> | undefined,
+  ): Promise<void> {
     const text = redact(message, secrets);
     deps.log?.warn({ release: target.name, err: text }, 'drift check failed');
-    deps.events.emit(target.name, 'Warning', reason, text);
+    deps.events.emit(target.name, 'Warning', DRIFT_CHECK_FAILED, text);
+    const previous = statuses?.get(target.name);
+    const summary: DriftSummary = {
+      count: previous?.drift?.count ?? 0,
+      fields: previous?.drift?.fields ?? [],
+      deletedObjects: previous?.drift?.deletedObjects ?? [],
+      corrected: false,
+      mode: target.mode === 'correct' ? 'correct' : 'warn',
+      failed: 1,
+      failures: [text],
+      checkedAt: new Date(now()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    };
+    await writeStatus(target.name, summary, previous, text);
   }
 
   return { check };

@@ -73,12 +73,19 @@ export function failureMessage(what: string, failures: readonly string[]): strin
   return `${what}: ${listWithin(failures, LIST_BUDGET)}`;
 }
 
-export function summaryOf(drift: ReleaseDrift, corrected: boolean, checkedAt: number): DriftSummary {
+export function summaryOf(
+  drift: ReleaseDrift,
+  corrected: boolean,
+  checkedAt: number,
+  mode: 'correct' | 'warn' = 'correct',
+): DriftSummary {
   return {
     count: driftCount(drift),
     fields: [...drift.modified, ...drift.added],
     deletedObjects: [...drift.deleted],
     corrected,
+    mode,
+    ...(drift.failed.length > 0 ? { failed: drift.failed.length, failures: [...drift.failed].sort() } : {}),
     checkedAt: new Date(checkedAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
   };
 }
@@ -89,6 +96,9 @@ export function sameSummary(a: DriftSummary | undefined, b: DriftSummary): boole
     a !== undefined &&
     a.count === b.count &&
     a.corrected === b.corrected &&
+    a.mode === b.mode &&
+    (a.failed ?? 0) === (b.failed ?? 0) &&
+    JSON.stringify(a.failures ?? []) === JSON.stringify((b.failures ?? []).slice(0, 50)) &&
     JSON.stringify(a.fields ?? []) === JSON.stringify(b.fields.slice(0, 50)) &&
     JSON.stringify(a.deletedObjects ?? []) === JSON.stringify(b.deletedObjects.slice(0, 50))
   );
