@@ -249,6 +249,8 @@ describe('mooring reconcile', () => {
       expect(reconcile.out).toContain(
         `reconciled release api of cluster ${cluster} (context ${context}): ready`,
       );
+      // The release's request is handled when its outcome is recorded; the pass then goes on.
+      await agent.waitForPass(() => true, { from: 1 });
       expect(agent.passes.length).toBe(2);
       expect(agent.helm.filter((c) => c.command === 'upgrade' && c.release === 'api')).toHaveLength(2);
       const ready = await readRelease(rig.clients, agentNs, 'api');
