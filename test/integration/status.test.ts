@@ -186,7 +186,7 @@ describe('MooringRelease status', () => {
     });
   });
 
-  it('is readable with kubectl: state, desired and deployed revisions, helm revision, last error', async () => {
+  it('is readable with kubectl: state, chart version, desired and deployed revisions, helm revision, last error', async () => {
     await store.update('cache', {
       namespace: 'cache',
       state: 'failed',
@@ -200,6 +200,7 @@ describe('MooringRelease status', () => {
       {
         NAME: 'cache',
         STATE: 'failed',
+        VERSION: '',
         DESIRED: 'aaaaaaa',
         DEPLOYED: '',
         'HELM REV': '',
@@ -208,6 +209,7 @@ describe('MooringRelease status', () => {
       {
         NAME: 'web',
         STATE: 'drifted',
+        VERSION: '1.2.3',
         DESIRED: '0123456',
         DEPLOYED: '0123456',
         'HELM REV': '3',
