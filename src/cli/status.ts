@@ -55,7 +55,7 @@ export interface ReleaseRow {
   deployedRevision?: string;
   helmRevision?: number;
   helmStatus?: string;
-  drift?: { count: number; corrected: boolean; checkedAt?: string };
+  drift?: { count: number; corrected: boolean; failed?: number; checkedAt?: string };
   pendingApproval?: { plan: string; revision: string; action: string };
   lastError?: string;
   lastSuccessAt?: string;
@@ -285,7 +285,14 @@ function joinPlans(
       ...(r.helmRevision !== undefined ? { helmRevision: r.helmRevision } : {}),
       ...(r.helmStatus ? { helmStatus: r.helmStatus } : {}),
       ...(r.drift
-        ? { drift: { count: r.drift.count, corrected: r.drift.corrected, checkedAt: r.drift.checkedAt } }
+        ? {
+            drift: {
+              count: r.drift.count,
+              corrected: r.drift.corrected,
+              ...(r.drift.failed ? { failed: r.drift.failed } : {}),
+              checkedAt: r.drift.checkedAt,
+            },
+          }
         : {}),
       ...(pending ? { pendingApproval: pending } : {}),
       ...(r.lastError ? { lastError: r.lastError } : {}),
@@ -343,6 +350,8 @@ function oneLine(text: string | undefined, max = 80): string {
 
 function driftCell(drift: ReleaseRow['drift']): string {
   if (!drift) return '-';
+  // Objects that could not be checked: unknown drift is not "none".
+  if ((drift.failed ?? 0) > 0) return `${drift.failed} unchecked`;
   if (drift.count === 0) return 'none';
   return `${drift.count} ${drift.corrected ? 'corrected' : 'drifted'}`;
 }
