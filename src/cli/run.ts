@@ -201,8 +201,9 @@ export async function buildAgent(
     events,
     metrics,
     log: log.child({ component: 'gate' }),
-    render: (r, chart) =>
-      helm.template({
+    // Plans render as the upgrade renders: against the cluster (lookup, .Capabilities).
+    renderServer: (r, chart) =>
+      helm.renderOnServer!({
         ...chart,
         release: r.release.name,
         namespace: r.release.namespace,

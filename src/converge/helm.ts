@@ -3,6 +3,7 @@
 // decrypted secrets never touch disk or show up in `ps`. Process spawning is injected so that
 // tests (and metrics) can see every helm process, and errors carry the command line, exit code
 // and stderr a user needs, with known secret strings redacted.
+import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -183,10 +184,25 @@ export interface HelmOptions {
   commandTimeoutSeconds?: number;
 }
 
+/** What `helm upgrade --install --dry-run=server` would install: rendered against the cluster. */
+export interface ServerRender {
+  /** The manifest helm would apply and record (hooks excluded). Holds secrets. */
+  manifest: string;
+  /** The chart version helm resolved. */
+  chartVersion: string;
+  /** sha256 of the chart as helm loaded it (metadata, templates, values, files). */
+  chartDigest: string;
+}
+
 export interface Helm {
   readonly binary: string;
   upgradeInstall(input: UpgradeInstallInput): Promise<HelmRelease>;
   template(input: TemplateInput): Promise<string>;
+  /**
+   * Renders a release the way `upgrade --install` will (`--dry-run=server`): `lookup` reads
+   * the live cluster and `.Capabilities` are the cluster's. Nothing is changed.
+   */
+  renderOnServer?(input: RenderInput): Promise<ServerRender>;
   rollback(release: string, namespace: string, options: RollbackOptions): Promise<void>;
   /** Returns false when there was no such release. */
   uninstall(release: string, namespace: string, options: UninstallOptions): Promise<boolean>;
@@ -512,6 +528,44 @@ export function createHelm(options: HelmOptions): Helm {
       return out;
     },
 
+    async renderOnServer(input) {
+      const args = [
+        'upgrade',
+        input.release,
+        ...chartArgs(input),
+        '--install',
+        ...clusterFlags(input.namespace),
+        '--values',
+        '-',
+        '--reset-values',
+        '--dry-run=server',
+        '--output',
+        'json',
+      ];
+      const out = await run({
+        args,
+        input: valuesYaml(input.values),
+        timeoutMs: commandTimeoutMs,
+        ...optional('signal', input.signal),
+        ...optional('redact', input.redact),
+        what: 'upgrade --install --dry-run=server',
+        release: input.release,
+        namespace: input.namespace,
+        chart: input.chart,
+      });
+      const raw = parseJson(out, 'upgrade --dry-run', input.release) as RawRelease & {
+        manifest?: string;
+        chart?: unknown;
+      };
+      return {
+        manifest: raw.manifest ?? '',
+        chartVersion: raw.chart?.metadata?.version ?? '',
+        chartDigest: `sha256:${createHash('sha256')
+          .update(JSON.stringify(sortedKeys(raw.chart ?? null)))
+          .digest('hex')}`,
+      };
+    },
+
     async rollback(release, namespace, opts) {
       const args = ['rollback', release];
       if (opts.revision !== undefined) args.push(String(opts.revision));
@@ -704,6 +758,25 @@ interface RawRelease {
   version?: number;
   info?: { status?: string; last_deployed?: string; description?: string };
   chart?: { metadata?: { name?: string; version?: string; appVersion?: string } };
+}
+
+/**
+ * JSON with object keys sorted, so equal content always hashes equal. File times (helm 4
+ * records each chart file's modtime) are left out: a fresh checkout of the same chart is the
+ * same content.
+ */
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (value !== null && typeof value === 'object') {
+    const v = value as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(v)
+        .filter((k) => k.toLowerCase().replace('_', '') !== 'modtime')
+        .sort()
+        .map((k) => [k, sortedKeys(v[k])]),
+    );
+  }
+  return value;
 }
 
 function parseJson(stdout: string, what: string, release?: string): unknown {

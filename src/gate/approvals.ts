@@ -40,6 +40,11 @@ export interface ApprovalStatus {
   usedAt?: string;
   usedForRevision?: string;
   message?: string;
+  /**
+   * After the apply: `as-approved` when the manifest helm recorded for every release is the
+   * one the approval bound, `differs` otherwise (the message names the releases).
+   */
+  manifestCheck?: 'as-approved' | 'differs';
 }
 
 export interface Approval {

@@ -17,18 +17,25 @@
 // so "the same plan" means the same revision applied to the same live releases.
 import { describeError } from '../errors.js';
 import type { Gate, Snapshot } from '../agent/agent.js';
-import type { ChartSource } from '../converge/helm.js';
-import type { RecordPatch, ReleaseRecord } from '../converge/converger.js';
+import { redactSecrets, type ChartSource, type ServerRender } from '../converge/helm.js';
+import type { ConvergeResult, RecordPatch, ReleaseRecord } from '../converge/converger.js';
 import type { KubeClients } from '../kube/client.js';
 import type { ObjectRef } from '../observe/events.js';
 import { MOORING_API_VERSION, MOORING_KINDS } from '../observe/crds.js';
 import { chartSource, type ClusterPlan } from '../plan/cluster-plan.js';
 import {
+  bindingDigest,
+  bindRenders,
   CHANGING_ACTIONS,
   diffReleases,
+  manifestDigest,
+  oneLine,
+  varyingLinesOf,
+  type ReleaseRender,
   observeLive,
   planChanges,
   type LivePlan,
+  releaseKey,
   type LiveSource,
   type LiveState,
 } from '../plan/live-diff.js';
@@ -36,7 +43,15 @@ import type { ResolvedRelease } from '../resolve/resolve.js';
 import { createApprovalStore, isUnused, type Approval, type ApprovalStore } from './approvals.js';
 import { createLiveCluster } from './live-cluster.js';
 import { loadPlanKey, sealOf, sealVerifies } from './seal.js';
-import { createPlanStore, planName, planStatus, type PlanStore, type StoredPlan } from './plans.js';
+import {
+  createPlanStore,
+  planName,
+  planStatus,
+  type PlanRelease,
+  type PlanStatus,
+  type PlanStore,
+  type StoredPlan,
+} from './plans.js';
 
 /** How many plans per cluster the agent keeps: the bounded record of the heads it planned. */
 export const PLAN_HISTORY = 10;
@@ -62,7 +77,13 @@ export interface GateDeps {
   approvals?: ApprovalStore;
   plans?: PlanStore;
   live?: LiveSource;
-  /** Renders a release's manifests (helm template); without it plans carry no manifest diff. */
+  /**
+   * Renders a release the way the upgrade will (helm's server-side dry run: `lookup` and
+   * `.Capabilities` against the cluster). Plans bind what it returns, and it is asked again
+   * before an approved plan is applied. Without it (or `render`) plans carry no manifest diff.
+   */
+  renderServer?(release: ResolvedRelease, chart: ChartSource): Promise<ServerRender>;
+  /** Renders a release offline (helm template): for manifest diffs only, when renderServer is absent. */
   render?(release: ResolvedRelease, chart: ChartSource): Promise<string>;
   events?: {
     record(regarding: ObjectRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
@@ -86,7 +107,7 @@ export function createGate(deps: GateDeps): Gate {
   const now = deps.now ?? Date.now;
   const iso = () => new Date(now()).toISOString();
   // The approval being applied: its checkout is kept on disk until the outcome is recorded.
-  let inFlight: { approval: Approval; snapshot: Snapshot } | undefined;
+  let inFlight: { approval: Approval; snapshot: Snapshot; plan: PlanStatus } | undefined;
 
   const live = (): LiveSource => deps.live ?? createLiveCluster(needClients());
   let planKeyLoading: Promise<Buffer> | undefined;
@@ -130,6 +151,46 @@ export function createGate(deps: GateDeps): Gate {
   ): Promise<{ livePlan: LivePlan; state: LiveState }> {
     const state = await observeLive(clusterPlan, records, source);
     return { livePlan: planChanges(clusterPlan, state, { revision, prune: deps.prune }), state };
+  }
+
+  /**
+   * Renders the releases a plan would install or upgrade against the cluster, as the upgrade
+   * will. A new plan renders each twice: lines that differ (a random password on install)
+   * are recorded and left out of the binding. A re-check renders once and masks the lines
+   * the published plan recorded.
+   */
+  async function renderReleases(
+    clusterPlan: ClusterPlan,
+    livePlan: LivePlan,
+    dir: string,
+    varying?: Map<string, number[]>,
+  ): Promise<Map<string, ReleaseRender>> {
+    const out = new Map<string, ReleaseRender>();
+    const renderServer = deps.renderServer;
+    if (!renderServer) return out;
+    const planned = new Map(clusterPlan.releases.map((r) => [r.name, r]));
+    // One release after another: helm processes are heavy, and a plan is not urgent.
+    for (const r of livePlan.releases) {
+      if (r.action !== 'install' && r.action !== 'upgrade') continue;
+      const resolved = planned.get(r.name)?.resolved;
+      if (!resolved) continue;
+      const chart = chartSource(dir, resolved.release.chart);
+      try {
+        const first = await renderServer(resolved, chart);
+        const varyingLines =
+          varying?.get(r.name) ??
+          varyingLinesOf(first.manifest, (await renderServer(resolved, chart)).manifest);
+        out.set(r.name, {
+          manifest: first.manifest,
+          chartVersion: first.chartVersion,
+          chartDigest: first.chartDigest,
+          ...(varyingLines.length ? { varyingLines } : {}),
+        });
+      } catch (err) {
+        out.set(r.name, { error: redactSecrets(oneLine(describeError(err)), resolved.secretStrings) });
+      }
+    }
+    return out;
   }
 
   /** Step 1: the newest unused approval that still matches its plan, if any. */
@@ -215,15 +276,26 @@ export function createGate(deps: GateDeps): Gate {
           continue;
         }
       }
-      const { livePlan } = await plan(clusterPlan, revision, source, records);
+      // Re-check, from the agent's own data: the live releases, the chart helm resolves now,
+      // and the manifest it renders now against the cluster (a lookup result can move).
+      const { livePlan: unbound } = await plan(clusterPlan, revision, source, records);
+      const varying = new Map(published.status.releases.map((r) => [r.name, r.varyingLines ?? []]));
+      const livePlan = deps.renderServer
+        ? bindRenders(
+            unbound,
+            await renderReleases(clusterPlan, unbound, snapshot.dir, varying),
+            deps.digestKey,
+          )
+        : unbound;
       if (livePlan.binding !== published.status.binding) {
         releaseSnapshot(snapshot, input.head);
-        // The new digest is not named: nobody was shown it yet (the new plan is published below).
+        // The new digest is not named: nobody was shown it yet (a new plan is published).
         await reject(
-          `it approves plan ${planDigest}, but the plan of that revision changed since it was ` +
-            'published (the live releases or the revision changed); nothing was applied. ' +
+          `it approves plan ${planDigest}, but what that plan would apply changed since it was ` +
+            `published (${whatMoved(published.status.releases, livePlan.releases)}); nothing was applied. ` +
             'Review and approve the new plan',
         );
+        await plans.update(published.name, { phase: 'superseded', reason: 'what it would apply changed' });
         continue;
       }
       const claimed = await approvals.claim(approval, iso());
@@ -260,7 +332,7 @@ export function createGate(deps: GateDeps): Gate {
         `${by} approved revision ${revision.slice(0, 7)} (plan ${planDigest}); applying ${livePlan.changes} change(s)`,
       );
       deps.log?.info({ approval: approval.name, revision, approvedBy: by }, 'applying an approved plan');
-      inFlight = { approval: claimed, snapshot };
+      inFlight = { approval: claimed, snapshot, plan: published.status };
       deps.metrics?.setPendingApprovals(0);
       return {
         decision: { apply: true, snapshot, plan: clusterPlan, approval: approval.name },
@@ -307,7 +379,13 @@ export function createGate(deps: GateDeps): Gate {
       deps.log?.warn({ plan: name }, 'a MooringPlan was changed outside the agent; publishing it again');
     }
 
-    if (!tampered && current?.status.binding === livePlan.binding && current.status.phase === 'pending') {
+    // Same revision over the same live releases: the published plan stands. Its renders are
+    // checked again when it is approved, not on every pass.
+    const unchanged =
+      !tampered &&
+      current?.status.phase === 'pending' &&
+      bindingDigest(current.status, { renders: false }) === bindingDigest(livePlan, { renders: false });
+    if (unchanged) {
       if (current.status.reason !== reason) await plans.update(name, { reason });
     } else {
       const knownSecretPaths = await secretPathsDeployed(input, livePlan, state.records);
@@ -317,19 +395,34 @@ export function createGate(deps: GateDeps): Gate {
             knownSecretPaths.set(r.name, [...(knownSecretPaths.get(r.name) ?? []), ...r.secretPaths]);
         }
       }
+      const renders = await renderReleases(clusterPlan, livePlan, head.dir);
+      const bound = deps.renderServer ? bindRenders(livePlan, renders, deps.digestKey) : livePlan;
       const render = deps.render;
-      const diffs = await diffReleases(clusterPlan, livePlan, {
+      const diffs = await diffReleases(clusterPlan, bound, {
         live: source,
         state,
         key: deps.digestKey,
         knownSecretPaths,
-        ...(render
+        ...(deps.renderServer
           ? {
-              render: (r) => render(r.resolved!, chartSource(head.dir, r.resolved!.release.chart)),
+              render: async (r) => {
+                const rendered = renders.get(r.name);
+                if (rendered?.manifest === undefined) throw new Error(rendered?.error ?? 'not rendered');
+                return rendered.manifest;
+              },
             }
-          : {}),
+          : render
+            ? { render: (r) => render(r.resolved!, chartSource(head.dir, r.resolved!.release.chart)) }
+            : {}),
       });
-      const status = planStatus({ plan: livePlan, diffs, phase: 'pending', reason, createdAt: iso() });
+      const status = planStatus({
+        plan: bound,
+        diffs,
+        phase: 'pending',
+        reason,
+        createdAt: iso(),
+        deployedCharts: await deployedChartVersions(bound, state),
+      });
       const published = await plans.publish(name, { ...status, seal: sealOf(key, status) });
       await event(
         planRef(name, published.uid),
@@ -354,6 +447,41 @@ export function createGate(deps: GateDeps): Gate {
     }
     await retire(stored, name);
     return reason;
+  }
+
+  /** The chart version helm last deployed, per release that would change (for the summary). */
+  async function deployedChartVersions(livePlan: LivePlan, state: LiveState): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const r of livePlan.releases.filter((x) => CHANGING_ACTIONS.includes(x.action))) {
+      try {
+        const deployed = await state.helm.get(releaseKey(r.namespace, r.name))?.deployed();
+        if (deployed?.chartVersion) out.set(r.name, deployed.chartVersion);
+      } catch {
+        // Only a summary: a record helm cannot decode leaves the version out.
+      }
+    }
+    return out;
+  }
+
+  /**
+   * After an approved plan was applied: the manifest helm recorded for each release it
+   * installed or upgraded, against the manifest the approval bound. Names the releases that
+   * differ; empty when everything is as approved.
+   */
+  async function recordedDiffers(plan: PlanStatus, result: ConvergeResult): Promise<string[]> {
+    const differs: string[] = [];
+    const ready = new Set(result.releases.filter((r) => r.state === 'ready').map((r) => r.name));
+    for (const r of plan.releases) {
+      if (!r.manifestDigest || !ready.has(r.name)) continue;
+      try {
+        const deployed = await (await live().helm(r.namespace, r.name)).deployed();
+        const recorded = deployed && manifestDigest(deployed.manifest, r.varyingLines ?? [], deps.digestKey);
+        if (recorded !== r.manifestDigest) differs.push(r.name);
+      } catch (err) {
+        differs.push(`${r.name} (cannot read what helm recorded: ${oneLine(describeError(err))})`);
+      }
+    }
+    return differs;
   }
 
   /**
@@ -461,11 +589,30 @@ export function createGate(deps: GateDeps): Gate {
       const revision = result.revision;
       const failed = result.releases.filter((r) => r.state === 'failed' || r.state === 'waiting');
       const ok = result.converged;
-      const message = ok
+      let message = ok
         ? `applied revision ${revision.slice(0, 7)}`
         : `applied revision ${revision.slice(0, 7)}, but ${failed.map((r) => `${r.name} (${r.error ?? r.state})`).join(', ') || 'not every release'} did not converge`;
       try {
-        await approvals.finish(approvalName, { result: ok ? 'applied' : 'failed', message });
+        const approved = inFlight?.approval.name === approvalName ? inFlight.plan : undefined;
+        let manifestCheck: 'as-approved' | 'differs' | undefined;
+        if (approved && approved.releases.some((r) => r.manifestDigest)) {
+          const differs = await recordedDiffers(approved, result);
+          manifestCheck = differs.length ? 'differs' : 'as-approved';
+          if (differs.length) {
+            const why = `helm recorded a manifest other than the approved one for ${differs.join(', ')}`;
+            message = `${message}; ${why}`;
+            const approval = inFlight!.approval;
+            await event(approvalRef(approval), 'Warning', 'AppliedNotAsApproved', why);
+            deps.log?.warn({ approval: approvalName, releases: differs }, why);
+          } else {
+            message = `${message}; the manifests helm recorded are the approved ones`;
+          }
+        }
+        await approvals.finish(approvalName, {
+          result: ok ? 'applied' : 'failed',
+          message,
+          ...(manifestCheck ? { manifestCheck } : {}),
+        });
         await plans.update(planName(cluster, revision), {
           phase: ok ? 'applied' : 'failed',
           appliedAt: iso(),
@@ -491,6 +638,36 @@ function isRevisionNotFound(err: unknown): boolean {
 function releaseSnapshot(snapshot: Snapshot, head: Snapshot): void {
   if (snapshot === head) return;
   (snapshot as Partial<{ release(): void }>).release?.();
+}
+
+/** What moved between a published plan and the same plan now, in words (no digests). */
+function whatMoved(before: readonly PlanRelease[], now: LivePlan['releases']): string {
+  const was = new Map(before.map((r) => [r.name, r]));
+  const moved: string[] = [];
+  for (const r of now) {
+    const b = was.get(r.name);
+    if (!b) {
+      moved.push(`${r.name} is new to the plan`);
+      continue;
+    }
+    was.delete(r.name);
+    if (b.chartVersion !== r.chartVersion)
+      moved.push(`${r.name}: chart version ${b.chartVersion ?? '-'} is now ${r.chartVersion ?? '-'}`);
+    else if (b.chartDigest !== r.chartDigest) moved.push(`${r.name}: the chart's content changed`);
+    else if (b.manifestDigest !== r.manifestDigest)
+      moved.push(`${r.name}: the manifest helm would apply changed (a lookup result or the cluster)`);
+    else if (
+      b.action !== r.action ||
+      b.desiredDigest !== r.desiredDigest ||
+      b.deployedDigest !== r.deployedDigest ||
+      b.helmRevision !== r.helmRevision ||
+      b.helmStatus !== r.helmStatus
+    )
+      moved.push(`${r.name}: the live release changed`);
+    else if (b.dryRunError !== r.dryRunError) moved.push(`${r.name}: the dry run's outcome changed`);
+  }
+  for (const name of was.keys()) moved.push(`${name} left the plan`);
+  return moved.join('; ') || 'the live releases or the revision changed';
 }
 
 function summarize(plan: LivePlan): string {

@@ -58,10 +58,13 @@ export function createLiveCluster(clients: Pick<KubeClients, 'core' | 'objects'>
           const stored = revisions.find((r) => r.revision === wanted);
           if (!stored) return undefined;
           const decoded = decodeRelease(stored.secret);
+          const chart = isPlainMap(decoded.chart) ? decoded.chart : {};
+          const metadata = isPlainMap(chart.metadata) ? chart.metadata : {};
           return {
             revision: stored.revision,
             values: isPlainMap(decoded.config) ? decoded.config : {},
             manifest: typeof decoded.manifest === 'string' ? decoded.manifest : '',
+            ...(typeof metadata.version === 'string' ? { chartVersion: metadata.version } : {}),
           };
         },
       };

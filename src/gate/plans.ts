@@ -22,6 +22,17 @@ export interface PlanRelease {
   deployedDigest?: string;
   helmRevision?: number;
   helmStatus?: string;
+  /** The chart version and content digest the server-side render resolved. */
+  chartVersion?: string;
+  chartDigest?: string;
+  /** Keyed hash of the manifest helm would apply (live-diff.ts, manifestDigest). */
+  manifestDigest?: string;
+  /** Manifest lines that differ on every render (random values), left out of the binding. */
+  varyingLines?: number[];
+  /** Why the release could not be rendered or dry-run against the cluster: applying would fail. */
+  dryRunError?: string;
+  /** The chart version of the release as helm last deployed it. */
+  deployedChartVersion?: string;
   valuesDiff?: string;
   manifestDiff?: string;
   truncated?: boolean;
@@ -84,6 +95,8 @@ export function planStatus(input: {
   phase: PlanPhase;
   reason: string;
   createdAt: string;
+  /** The chart version helm last deployed, per release (for the summary). */
+  deployedCharts?: Map<string, string>;
 }): PlanStatus {
   const withDiffs = input.diffs.filter((d) => d.valuesDiff || d.manifestDiff).length;
   const limit = Math.min(DIFF_LIMIT, Math.floor(TOTAL_DIFF_BUDGET / Math.max(1, 2 * withDiffs)));
@@ -111,6 +124,14 @@ export function planStatus(input: {
         ...(r.deployedDigest ? { deployedDigest: r.deployedDigest } : {}),
         ...(r.helmRevision !== undefined ? { helmRevision: r.helmRevision } : {}),
         ...(r.helmStatus ? { helmStatus: r.helmStatus } : {}),
+        ...(r.chartVersion ? { chartVersion: r.chartVersion } : {}),
+        ...(input.deployedCharts?.get(r.name)
+          ? { deployedChartVersion: input.deployedCharts.get(r.name)! }
+          : {}),
+        ...(r.chartDigest ? { chartDigest: r.chartDigest } : {}),
+        ...(r.manifestDigest ? { manifestDigest: r.manifestDigest } : {}),
+        ...(r.varyingLines?.length ? { varyingLines: r.varyingLines } : {}),
+        ...((d?.dryRunError ?? r.dryRunError) ? { dryRunError: d?.dryRunError ?? r.dryRunError } : {}),
         ...(values.text ? { valuesDiff: values.text } : {}),
         ...(manifest.text ? { manifestDiff: manifest.text } : {}),
         ...(values.cut || manifest.cut ? { truncated: true } : {}),

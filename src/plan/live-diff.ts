@@ -11,7 +11,7 @@
 // secret string is redacted from the final text as a second line of defence.
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
 import { createHmac } from 'node:crypto';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
 import { nextAction, type ConvergeRecord, type HelmObservation } from '../converge/decide.js';
 import { redactSecrets } from '../converge/helm.js';
@@ -19,6 +19,7 @@ import { isPlainMap } from '../model/schema.js';
 import { getPath, type Values } from '../resolve/merge.js';
 import type { ClusterPlan, PlannedRelease } from './cluster-plan.js';
 import { canonicalJson, hashSecrets, sha256 } from './digest.js';
+import { parseManifestDocuments } from './manifest-yaml.js';
 
 /** What converging a release would do. `error`: the release is broken in Git; nothing is applied to it. */
 export type ReleaseAction = 'install' | 'upgrade' | 'uninstall' | 'none' | 'error';
@@ -41,6 +42,8 @@ export interface DeployedRelease {
   values: Values;
   /** The manifest helm recorded (hooks excluded). */
   manifest: string;
+  /** The chart version helm deployed. */
+  chartVersion?: string;
 }
 
 /** What helm's storage shows about one release. */
@@ -91,6 +94,15 @@ export interface ReleaseChange {
   /** Helm's latest revision number and status. */
   helmRevision?: number;
   helmStatus?: string;
+  /** From the server-side render (bindRenders): the chart version and content helm resolved. */
+  chartVersion?: string;
+  chartDigest?: string;
+  /** Keyed hash of the manifest helm would apply (see manifestDigest). */
+  manifestDigest?: string;
+  /** Lines of the manifest that differ on every render (random values): not bound. */
+  varyingLines?: number[];
+  /** Why the release could not be rendered or dry-run against the cluster: one line. */
+  dryRunError?: string;
 }
 
 /** What applying a plan would change. */
@@ -232,7 +244,28 @@ function describeAction(action: ReturnType<typeof nextAction>): [ReleaseAction, 
  * live releases always gives the same digest; diffs, times and messages are left out because
  * they change without changing what applying would do.
  */
-export function bindingDigest(plan: Pick<LivePlan, 'cluster' | 'revision' | 'releases'>): string {
+/** The fields of a release that a plan binds (a ReleaseChange, or a MooringPlan's release). */
+export type BoundRelease = Pick<ReleaseChange, 'name' | 'namespace' | 'action'> &
+  Partial<
+    Pick<
+      ReleaseChange,
+      | 'desiredDigest'
+      | 'deployedDigest'
+      | 'helmRevision'
+      | 'helmStatus'
+      | 'chartVersion'
+      | 'chartDigest'
+      | 'manifestDigest'
+      | 'varyingLines'
+      | 'dryRunError'
+    >
+  >;
+
+export function bindingDigest(
+  plan: { cluster: string; revision: string; releases: readonly BoundRelease[] },
+  opts: { renders?: boolean } = {},
+): string {
+  const renders = opts.renders ?? true;
   return `sha256:${sha256(
     canonicalJson({
       cluster: plan.cluster,
@@ -245,9 +278,79 @@ export function bindingDigest(plan: Pick<LivePlan, 'cluster' | 'revision' | 'rel
         deployedDigest: r.deployedDigest ?? null,
         helmRevision: r.helmRevision ?? null,
         helmStatus: r.helmStatus ?? null,
+        ...(renders
+          ? {
+              chartVersion: r.chartVersion ?? null,
+              chartDigest: r.chartDigest ?? null,
+              manifestDigest: r.manifestDigest ?? null,
+              varyingLines: r.varyingLines ?? null,
+              dryRunError: r.dryRunError ?? null,
+            }
+          : {}),
       })),
     }),
   )}`;
+}
+
+/** What a release renders to against the cluster (helm's server-side dry run). */
+export interface ReleaseRender {
+  /** Raw: holds secrets. Never stored or shown as is. */
+  manifest?: string;
+  chartVersion?: string;
+  chartDigest?: string;
+  varyingLines?: number[];
+  /** Why it could not be rendered: one clean line. */
+  error?: string;
+}
+
+/**
+ * A keyed hash of a manifest (it holds secrets: a plain hash of a short password could be
+ * guessed), with the lines that differ between renders (a random password on install)
+ * replaced, so that only what is the same on every render is bound.
+ */
+export function manifestDigest(manifest: string, varyingLines: readonly number[], key: Buffer): string {
+  const lines = manifest.split('\n');
+  for (const i of varyingLines) if (i < lines.length) lines[i] = '<varies>';
+  return `hmac-sha256:${createHmac('sha256', key).update(lines.join('\n')).digest('hex')}`;
+}
+
+/** The lines where two renders of the same release differ; every line when their shapes differ. */
+export function varyingLinesOf(a: string, b: string): number[] {
+  const x = a.split('\n');
+  const y = b.split('\n');
+  if (x.length !== y.length) return x.map((_, i) => i);
+  return x.flatMap((line, i) => (line === y[i] ? [] : [i]));
+}
+
+/** Adds each release's render to the plan and binds it (chart, manifest, dry-run errors). */
+export function bindRenders(livePlan: LivePlan, renders: Map<string, ReleaseRender>, key: Buffer): LivePlan {
+  const releases = livePlan.releases.map((r): ReleaseChange => {
+    const render = renders.get(r.name);
+    if (!render) return r;
+    return {
+      ...r,
+      ...(render.chartVersion ? { chartVersion: render.chartVersion } : {}),
+      ...(render.chartDigest ? { chartDigest: render.chartDigest } : {}),
+      ...(render.manifest !== undefined
+        ? { manifestDigest: manifestDigest(render.manifest, render.varyingLines ?? [], key) }
+        : {}),
+      ...(render.varyingLines?.length ? { varyingLines: render.varyingLines } : {}),
+      ...(render.error ? { dryRunError: render.error } : {}),
+    };
+  });
+  const bound = { ...livePlan, releases };
+  return { ...bound, binding: bindingDigest(bound) };
+}
+
+/** The first line of an error that says what went wrong, without helm's prefixes. */
+export function oneLine(text: string): string {
+  const line =
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l.length > 0) ?? '';
+  const clean = line.replace(/^(Error: )+/, '');
+  return clean.length > 400 ? `${clean.slice(0, 397)}...` : clean;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -307,8 +410,10 @@ export function stringsAt(values: Values | undefined, paths: string[][]): string
 export interface ManifestDiff {
   /** Unified diffs of every object that would change, live first. Empty when nothing would. */
   diff: string;
-  /** What the diff could not cover (kinds not served yet, dry runs the server refused). */
+  /** What the diff could not cover (kinds not served yet). */
   notes: string[];
+  /** Objects the API server refused in a dry run, one line each: applying would fail. */
+  refused?: string;
 }
 
 const HELM_MANAGED_BY = 'app.kubernetes.io/managed-by';
@@ -333,6 +438,7 @@ export async function manifestDiff(input: {
   const deployed = await placeObjects(parseManifest(input.deployed ?? ''), input.namespace, live, []);
   const wanted = new Set(desired.map((o) => keyString(keyOf(o))));
   const parts: string[] = [];
+  const refused: string[] = [];
 
   for (const object of desired) {
     withHelmOwnership(object, input.release, input.namespace);
@@ -351,7 +457,10 @@ export async function manifestDiff(input: {
       // A new object is shown as rendered, not with every default the server would add.
       if (current && dry) after = dry;
     } catch (err) {
-      notes.push(`${id}: the API server refused a dry run: ${describeError(err)}`);
+      // No diff against what was rendered: it would show server defaults as removed, a
+      // change that will not happen. The refusal is what applying would meet.
+      refused.push(`${id}: the API server refused it: ${oneLine(describeError(err))}`);
+      continue;
     }
     parts.push(objectDiff(id, current, after, mask));
   }
@@ -366,14 +475,17 @@ export async function manifestDiff(input: {
       notes.push(`${id}: cannot read the live object: ${describeError(err)}`);
     }
   }
-  return { diff: redactSecrets(parts.filter(Boolean).join(''), mask.strings), notes };
+  return {
+    diff: redactSecrets(parts.filter(Boolean).join(''), mask.strings),
+    notes,
+    ...(refused.length ? { refused: redactSecrets(refused.join('; '), mask.strings) } : {}),
+  };
 }
 
 /** Parses a multi-document manifest into objects, leaving out empty documents and hooks. */
 export function parseManifest(manifest: string): KubeObject[] {
   const objects: KubeObject[] = [];
-  for (const doc of parseAllDocuments(manifest)) {
-    const value: unknown = doc.toJS();
+  for (const value of parseManifestDocuments(manifest)) {
     const items =
       isPlainMap(value) && Array.isArray(value.items) && /List$/.test(String(value.kind))
         ? (value.items as unknown[])
@@ -597,7 +709,9 @@ export async function diffReleases(
         try {
           desired = await deps.render!(release!);
         } catch (err) {
-          out.notes.push(`cannot render the chart: ${redactSecrets(describeError(err), mask.strings)}`);
+          const why = redactSecrets(oneLine(describeError(err)), mask.strings);
+          out.dryRunError ??= why;
+          out.notes.push(`cannot render the chart: ${why}`);
           return out;
         }
       }
@@ -611,6 +725,7 @@ export async function diffReleases(
       });
       out.manifestDiff = manifests.diff;
       out.notes.push(...manifests.notes.map((n) => redactSecrets(n, mask.strings)));
+      if (manifests.refused) out.dryRunError ??= manifests.refused;
       return out;
     }),
   );

@@ -1,8 +1,9 @@
 // Makes rendered manifests safe to show: Secret objects lose their data, and every
 // decrypted string (raw, JSON-escaped or base64) is replaced wherever it appears.
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { redactSecrets } from '../converge/helm.js';
 import { isPlainMap } from '../model/schema.js';
+import { parseManifestDocuments } from './manifest-yaml.js';
 
 export const MASK = '<secret>';
 
@@ -10,9 +11,7 @@ export function redactManifests(manifests: string, secretStrings: readonly strin
   const docs = manifests.split(/^---\s*$/m);
   const out = docs.map((doc) => {
     if (!/^kind:\s*Secret\s*$/m.test(doc)) return doc;
-    const parsed = parseAllDocuments(doc);
-    const first = Array.isArray(parsed) ? parsed[0] : parsed;
-    const obj = first?.toJS() as unknown;
+    const obj = parseManifestDocuments(doc)[0];
     if (!isPlainMap(obj) || obj.kind !== 'Secret') return doc;
     const comments = doc.match(/^#.*$/gm)?.join('\n') ?? '';
     for (const field of ['data', 'stringData']) {

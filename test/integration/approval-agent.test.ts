@@ -195,8 +195,8 @@ async function startAgent(
       prune: config.prune,
       records,
       digestKey,
-      render: (resolved, chart) =>
-        helm.template({
+      renderServer: (resolved, chart) =>
+        helm.renderOnServer!({
           ...chart,
           release: resolved.release.name,
           namespace: resolved.release.namespace,
@@ -308,6 +308,8 @@ describe('a manual cluster', () => {
       result: 'applied',
       usedForRevision: repo.first,
       usedAt: expect.any(String),
+      // What helm recorded is the manifest the approval bound.
+      manifestCheck: 'as-approved',
     });
     expect((await plans.get(planName(cluster, repo.first)))!.status).toMatchObject({
       phase: 'applied',

@@ -31,7 +31,10 @@ describe('mooring run --approval manual, then mooring approve', () => {
 
     const first = await runOnce(config, rig.env);
     expect(first.code, first.log()).toBe(3);
-    expect(first.helm.filter((c) => c.command === 'upgrade')).toEqual([]);
+    // Plans render with helm's server-side dry run; nothing else runs helm while a plan waits.
+    expect(first.helm.filter((c) => c.command === 'upgrade' && !c.args.includes('--dry-run=server'))).toEqual(
+      [],
+    );
     const plans = JSON.parse(
       await kubectl(rig.kubeconfig, 'get', 'mooringplans', '-n', agentNs, '-o', 'json'),
     ) as {
@@ -81,7 +84,9 @@ describe('mooring run --approval manual, then mooring approve', () => {
     // The next pass finds the newer revision unapproved: a new pending plan, exit 3, no upgrade.
     const third = await runOnce(config, rig.env);
     expect(third.code, third.log()).toBe(3);
-    expect(third.helm.filter((c) => c.command === 'upgrade')).toEqual([]);
+    expect(third.helm.filter((c) => c.command === 'upgrade' && !c.args.includes('--dry-run=server'))).toEqual(
+      [],
+    );
     expect(third.passes[0]!.revision).not.toBe(head);
   });
 });

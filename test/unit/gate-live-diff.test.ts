@@ -12,8 +12,14 @@ import {
   parseManifest,
   planChanges,
   bindingDigest,
+  bindRenders,
+  manifestDigest,
+  oneLine,
   valuesDiff,
+  varyingLinesOf,
   type HelmState,
+  type LivePlan,
+  type ReleaseRender,
   type KubeObject,
   type LiveSource,
   type LiveState,
@@ -418,5 +424,89 @@ describe('diffReleases', () => {
     expect(byName.web?.valuesDiff).not.toMatch(/tok-|old-secret-value/);
     expect(byName.web?.secretPaths).toEqual([['token']]);
     expect(byName.web?.notes).toEqual(['manifests were not rendered; no manifest diff']);
+  });
+});
+
+describe('manifests are read as helm and the API server read them (YAML 1.1)', () => {
+  it('reads 0755 as the octal file mode 493, and on/yes as booleans', () => {
+    const [deployment] = parseManifest(
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n' +
+        '      volumes:\n        - name: scripts\n          configMap:\n            name: web-scripts\n            defaultMode: 0755\n' +
+        '      enableServiceLinks: on\n',
+    );
+    const spec = (deployment as unknown as { spec: { template: { spec: Record<string, unknown> } } }).spec
+      .template.spec;
+    expect((spec.volumes as { configMap: { defaultMode: number } }[])[0]!.configMap.defaultMode).toBe(0o755);
+    expect(spec.enableServiceLinks).toBe(true);
+  });
+});
+
+describe('a dry run the API server refuses', () => {
+  it('is one clean line, with no fallback diff against what was rendered', async () => {
+    const live: LiveSource = {
+      ...fakeLive([configMap({ greeting: 'hello' })]),
+      dryRunApply: async () => {
+        throw new Error(
+          'Error: ConfigMap "web-config" is invalid: data: Invalid value: "x"\nmore detail\nand more',
+        );
+      },
+    };
+    const desired =
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  greeting: bonjour\n';
+    const out = await manifestDiff({
+      release: 'web',
+      namespace: 'web',
+      desired,
+      live,
+      mask: { key: KEY, paths: [], strings: [] },
+    });
+    expect(out.diff).toBe('');
+    expect(out.refused).toBe(
+      'ConfigMap/web/web-config: the API server refused it: ConfigMap "web-config" is invalid: data: Invalid value: "x"',
+    );
+  });
+});
+
+describe('what a plan binds of a render', () => {
+  const base: LivePlan = {
+    cluster: 'prod',
+    revision: REV,
+    binding: '',
+    changes: 1,
+    releases: [{ name: 'web', namespace: 'web', action: 'upgrade', reason: 'x', desiredDigest: 'sha256:w2' }],
+  };
+
+  it('binds the chart version, the chart content and the manifest', () => {
+    const bind = (render: ReleaseRender) => bindRenders(base, new Map([['web', render]]), KEY).binding;
+    const render = {
+      manifest: 'kind: ConfigMap\ndata: {a: "1"}\n',
+      chartVersion: '1.2.0',
+      chartDigest: 'sha256:c1',
+    };
+    const bound = bind(render);
+    expect(bind({ ...render })).toBe(bound);
+    expect(bind({ ...render, chartVersion: '1.3.0' })).not.toBe(bound);
+    expect(bind({ ...render, chartDigest: 'sha256:c2' })).not.toBe(bound);
+    expect(bind({ ...render, manifest: 'kind: ConfigMap\ndata: {a: "2"}\n' })).not.toBe(bound);
+    expect(bind({ error: 'refused' })).not.toBe(bound);
+  });
+
+  it('leaves out the lines that differ on every render, and only those', () => {
+    const a = 'kind: Secret\ndata:\n  password: cmFuZG9tMQ==\n  user: YXBw\n';
+    const b = 'kind: Secret\ndata:\n  password: cmFuZG9tMg==\n  user: YXBw\n';
+    const varying = varyingLinesOf(a, b);
+    expect(varying).toEqual([2]);
+    expect(manifestDigest(a, varying, KEY)).toBe(manifestDigest(b, varying, KEY));
+    expect(manifestDigest(a.replace('YXBw', 'cm9vdA=='), varying, KEY)).not.toBe(
+      manifestDigest(a, varying, KEY),
+    );
+    // A keyed hash: the digest of a manifest with a short password cannot be guessed offline.
+    expect(manifestDigest(a, [], KEY)).not.toBe(manifestDigest(a, [], Buffer.from('another key')));
+  });
+
+  it('takes the first line of an error without helm prefixes', () => {
+    expect(oneLine('\nError: Error: admission webhook denied the request\nstack...')).toBe(
+      'admission webhook denied the request',
+    );
   });
 });
