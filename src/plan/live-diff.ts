@@ -183,7 +183,15 @@ export function planChanges(
       now: Number.POSITIVE_INFINITY,
     });
     const [kind, reason] = describeAction(action);
-    releases.push({ ...base, desiredDigest: r.digest, action: kind, reason });
+    releases.push({
+      ...base,
+      desiredDigest: r.digest,
+      // The exact chart the release model pinned (src/charts), or an in-repo chart's own.
+      ...(r.version ? { chartVersion: r.version } : {}),
+      ...(r.chartDigest ? { chartDigest: r.chartDigest } : {}),
+      action: kind,
+      reason,
+    });
   }
 
   // Releases mooring manages that left Git (or were disabled): pruned or orphaned.
@@ -329,8 +337,9 @@ export function bindRenders(livePlan: LivePlan, renders: Map<string, ReleaseRend
     if (!render) return r;
     return {
       ...r,
-      ...(render.chartVersion ? { chartVersion: render.chartVersion } : {}),
-      ...(render.chartDigest ? { chartDigest: render.chartDigest } : {}),
+      // The pinned chart of the model wins; helm's answer fills in where the model has none.
+      ...(!r.chartVersion && render.chartVersion ? { chartVersion: render.chartVersion } : {}),
+      ...(!r.chartDigest && render.chartDigest ? { chartDigest: render.chartDigest } : {}),
       ...(render.manifest !== undefined
         ? { manifestDigest: manifestDigest(render.manifest, render.varyingLines ?? [], key) }
         : {}),

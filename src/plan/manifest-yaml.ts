@@ -1,19 +1,18 @@
-// How mooring reads a rendered manifest: as Kubernetes and helm read it, YAML 1.1 (go-yaml v2
-// through sigs.k8s.io/yaml). Under YAML 1.2 `defaultMode: 0755` would be the number 755, an
-// invalid file mode, where the API server gets 493; `on`, `yes` and `y` would stay strings.
-// Every manifest mooring parses goes through this one function, so that switching to a
-// helm-compatible reader (src/model/yaml.ts) is a one-line change here.
-import { parseAllDocuments, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
+// How mooring reads a rendered manifest: as helm and the API server read it (go-yaml v2
+// rules through sigs.k8s.io/yaml, src/model/yaml.ts). Under YAML 1.2 `defaultMode: 0755`
+// would be the number 755, an invalid file mode, where the API server gets 493; `on`, `yes`
+// and `y` would stay strings. Every manifest the plan code parses goes through here.
+import { parseYamlDocuments, type YamlLimits } from '../model/yaml.js';
 
-const MANIFEST_YAML: ParseOptions & DocumentOptions & SchemaOptions = {
-  version: '1.1',
-  // go-yaml v2 keeps timestamps as strings when decoding into interface{}.
-  customTags: (tags) => tags.filter((t) => typeof t === 'object' && t.tag !== 'tag:yaml.org,2002:timestamp'),
+// A rendered manifest is helm's output, not a file people write: big charts
+// (kube-prometheus-stack) render several megabytes.
+const MANIFEST_LIMITS: YamlLimits = {
+  maxBytes: 32 * 1024 * 1024,
+  maxExpandedSize: 128 * 1024 * 1024,
+  maxNodes: 4_000_000,
 };
 
 /** The documents of a multi-document manifest, as plain values (empty documents are null). */
-export function parseManifestDocuments(manifest: string): unknown[] {
-  return parseAllDocuments(manifest, MANIFEST_YAML).map(
-    (doc) => doc.toJS({ maxAliasCount: 1000 }) as unknown,
-  );
+export function parseManifestDocuments(manifest: string, what = 'rendered manifest'): unknown[] {
+  return parseYamlDocuments(manifest, what, { limits: MANIFEST_LIMITS });
 }

@@ -2,9 +2,9 @@
 // http-backend server, the real helm, SOPS files, and the agent loop (`agent.pass()`) with the
 // real GitSource, StatusStore, EventRecorder and gate. Approvals are made with the real
 // `mooring approve`. Each test is one cluster with its own namespaces and repository.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -18,11 +18,13 @@ import { listRevisions } from '../../src/converge/helm-storage.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createGate } from '../../src/gate/gate.js';
 import { createPlanStore, planDigest, planName } from '../../src/gate/plans.js';
+import { liveDiff } from '../../src/gate/live-cluster.js';
 import { ensureApprovalPolicy } from '../../src/gate/policy.js';
 import { createKubeClients, loadKubeConfig, whoAmI, type KubeClients } from '../../src/kube/client.js';
 import { ensureCrds } from '../../src/observe/crds.js';
 import { createEventRecorder } from '../../src/observe/events.js';
 import { createStatusStore } from '../../src/observe/status.js';
+import { planCluster } from '../../src/plan/cluster-plan.js';
 import { secretDigestKey } from '../../src/plan/digest.js';
 import { loadAgeIdentities } from '../../src/resolve/age-key.js';
 import { decryptSops } from '../../src/resolve/sops.js';
@@ -40,6 +42,13 @@ let clients: KubeClients;
 let gitServer: GitServer;
 let scratch: string;
 let key: AgeKeyPair;
+let kubelet: { stop(): void } | undefined;
+const kubeletModule = (await import(new URL('../../scripts/lib/fake-kubelet.mjs', import.meta.url).href)) as {
+  startFakeKubelet(opts: {
+    kubeconfig: string;
+    namespaces?: (namespace: string) => boolean;
+  }): Promise<{ stop(): void }>;
+};
 const namespaces: string[] = [];
 
 beforeAll(async () => {
@@ -52,9 +61,15 @@ beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'mooring-approval-it-'));
   gitServer = await startGitServer({ root: join(scratch, 'repos') });
   key = await ageKeygen();
+  // Deployments of the bitnami-style chart become ready (only in its namespaces).
+  kubelet = await kubeletModule.startFakeKubelet({
+    kubeconfig,
+    namespaces: (ns) => ns.startsWith(`gate-k-${run}`),
+  });
 });
 
 afterAll(async () => {
+  kubelet?.stop();
   await gitServer?.stop();
   await Promise.all(namespaces.map((name) => clients.core.deleteNamespace({ name }).catch(() => undefined)));
   if (scratch) await rm(scratch, { recursive: true, force: true });
@@ -496,6 +511,135 @@ describe('a MooringPlan changed outside the agent', () => {
     const republished = (await plans.get(name))!.status;
     expect(republished.digest).toBe(original.digest);
     expect(republished.releases[0]!.valuesDiff).toContain('+greeting: hello from git');
+  });
+});
+
+/** The files of a chart in test/fixtures/charts/, by path inside the chart. */
+async function fixtureChart(name: string): Promise<Record<string, string>> {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'charts', name);
+  const files: Record<string, string> = {};
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const abs = join(entry.parentPath, entry.name);
+    files[relative(root, abs)] = await readFile(abs, 'utf8');
+  }
+  return files;
+}
+
+describe('a bitnami-style chart (library subchart, lookup-kept password, checksum, capabilities, 0755)', () => {
+  it('plans as the upgrade renders: converged, it shows no change; an approved upgrade applies just what was shown', async () => {
+    const cluster = `gate-k-${run}`;
+    const releaseNs = `${cluster}-keeper`;
+    namespaces.push(releaseNs);
+    const chart = await fixtureChart('keeper');
+    const files = {
+      ...Object.fromEntries(Object.entries(chart).map(([path, text]) => [`charts/keeper/${path}`, text])),
+      'environments/prod/values.yaml': 'replicas: 1\n',
+      [`clusters/${cluster}/cluster.yaml`]: stringify({ environment: 'prod' }),
+      [`clusters/${cluster}/releases.yaml`]: stringify({
+        releases: {
+          keeper: { chart: './charts/keeper', namespace: releaseNs, createNamespace: true, timeout: '30s' },
+        },
+      }),
+    };
+    const root = join(scratch, 'repos');
+    const first = createRepo(
+      root,
+      `${cluster}.git`,
+      await writeTree(await mkdtemp(join(scratch, 'tree-')), files),
+    );
+    const a = await startAgent(cluster, gitServer.repoUrl(`${cluster}.git`), { approval: 'manual' });
+    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+
+    // Install: rendered against the cluster, so the PodDisruptionBudget (the cluster serves
+    // policy/v1) is in the plan; the random password differs on every render and is not bound.
+    expect(await a.pass()).toMatchObject({ outcome: 'pending-approval', revision: first });
+    const install = (await plans.get(planName(cluster, first)))!.status.releases[0]!;
+    expect(install).toMatchObject({ name: 'keeper', action: 'install', chartVersion: '1.0.0' });
+    expect(install.dryRunError).toBeUndefined();
+    expect(install.manifestDiff).toContain('+kind: PodDisruptionBudget');
+    expect(install.varyingLines?.length).toBeGreaterThan(0);
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: first });
+    expect((await approvalsOf(a.namespace, cluster))[0]!.status).toMatchObject({
+      result: 'applied',
+      manifestCheck: 'as-approved',
+    });
+    const password = async () =>
+      (await clients.core.readNamespacedSecret({ name: 'keeper-keeper', namespace: releaseNs })).data!
+        .password;
+    const kept = await password();
+
+    // An upgrade: the plan shows the replica change, and the one change helm really makes
+    // with such a chart: on install the checksum was taken over a second random password
+    // (the template is rendered twice), the upgrade takes it over the kept one.
+    const upgrade = commitFiles(root, `${cluster}.git`, {
+      files: { 'environments/prod/values.yaml': 'replicas: 2\n' },
+      message: 'two replicas',
+    });
+    expect(await a.pass()).toMatchObject({ outcome: 'pending-approval', revision: upgrade });
+    const planned = (await plans.get(planName(cluster, upgrade)))!.status.releases[0]!;
+    expect(planned).toMatchObject({
+      action: 'upgrade',
+      chartVersion: '1.0.0',
+      deployedChartVersion: '1.0.0',
+    });
+    expect(planned.dryRunError).toBeUndefined();
+    expect(planned.varyingLines).toBeUndefined();
+    expect(planned.manifestDiff).toContain('-  replicas: 1\n+  replicas: 2');
+    expect(planned.manifestDiff).toMatch(
+      /-\s+checksum\/secret: [0-9a-f]{64}\n\+\s+checksum\/secret: [0-9a-f]{64}/,
+    );
+    for (const surprise of ['kind: Secret', 'PodDisruptionBudget', 'defaultMode', 'password'])
+      expect(planned.manifestDiff).not.toContain(surprise);
+
+    expect((await approveCli(a.namespace)).code).toBe(0);
+    expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: upgrade });
+    const [applied] = await approvalsOf(a.namespace, cluster);
+    expect(applied!.status).toMatchObject({ result: 'applied', manifestCheck: 'as-approved' });
+    expect(await password()).toBe(kept);
+    const deployment = (await clients.objects.readRaw({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'keeper-keeper', namespace: releaseNs },
+    })) as {
+      spec: { replicas: number; template: { spec: { volumes: { configMap: { defaultMode: number } }[] } } };
+    };
+    expect(deployment.spec.replicas).toBe(2);
+    expect(deployment.spec.template.spec.volumes[0]!.configMap.defaultMode).toBe(0o755);
+
+    // Converged: rendered as the upgrade would render it, nothing would change. (An offline
+    // render would show the password and its checksum rotated and the PDB deleted; YAML 1.2
+    // would read defaultMode 0755 as 755 and the dry run would be refused.)
+    const checkout = await mkdtemp(join(scratch, 'checkout-'));
+    await execa('git', ['clone', '--quiet', join(root, `${cluster}.git`), checkout]);
+    const helm = createHelm({ binary: HELM, kubeconfig });
+    const identities = await loadAgeIdentities({ env: { SOPS_AGE_KEY: key.identity } });
+    const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
+    const converged = await planCluster(checkout, cluster, {
+      decrypt: (text, file) => decryptSops(text, file, identities),
+      digestKey,
+    });
+    const raw = new Map<string, string>();
+    for (const r of converged.releases) {
+      const rendered = await helm.renderOnServer!({
+        chart: join(checkout, 'charts', 'keeper'),
+        release: r.name,
+        namespace: r.namespace,
+        values: r.resolved!.merge.userValues,
+      });
+      raw.set(r.name, rendered.manifest);
+    }
+    const live = await liveDiff(converged, {
+      clients,
+      namespace: a.namespace,
+      digestKey,
+      rawManifests: raw,
+      where: 'the test cluster',
+    });
+    expect(live.releases.map((r) => [r.name, r.action, r.manifestDiff, r.valuesDiff, r.dryRunError])).toEqual(
+      [['keeper', 'none', '', '', undefined]],
+    );
   });
 });
 
