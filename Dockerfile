@@ -4,13 +4,14 @@
 #            scripts/lib/image-layout.mjs (production node_modules, dist/, the CRDs and
 #            approval policy the agent applies, and helm from the same npm package the
 #            tests use), so what test/integration/image.test.ts starts is what ships.
-#   runtime  distroless Node.js 20 (no shell, no package manager), non-root, with tini as
+#   runtime  distroless Node.js 24 LTS (no shell, no package manager), non-root, with tini as
 #            PID 1: node does not reap orphaned grandchildren of the helm processes it
 #            starts, and tini forwards SIGTERM to node alone, which then lets helm finish
 #            for up to 25 seconds before stopping it (see docs/operations.md).
 # Build: docker build -t mooring:dev .
 
-ARG NODE_MAJOR=20
+# The Node.js line of package.json's engines that the tests run on (scripts/setup.mjs).
+ARG NODE_MAJOR=24
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
 RUN apt-get update \

