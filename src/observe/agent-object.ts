@@ -107,11 +107,15 @@ export function createAgentControl(options: AgentControlOptions): Controls {
     async read(): Promise<ControlState> {
       const [agent, releases] = await Promise.all([readOrCreate(), options.releases.list()]);
       const requested = agent.metadata.annotations?.[RECONCILE_ANNOTATION];
+      // Only releases an operator acted on: a record the agent just created (not suspended,
+      // nothing requested) must not look like a change of controls and cost a converge.
       const releaseKey = releases
-        .map((r) => {
+        .flatMap((r) => {
           const pending =
             r.reconcileRequestedAt !== undefined && r.reconcileRequestedAt !== r.lastHandledReconcileAt;
-          return `${r.name}:${r.suspend === true}:${pending ? r.reconcileRequestedAt : ''}`;
+          return r.suspend === true || pending
+            ? [`${r.name}:${r.suspend === true}:${pending ? r.reconcileRequestedAt : ''}`]
+            : [];
         })
         .join(',');
       return {

@@ -218,6 +218,7 @@ describe('the image layout, started', () => {
     expect(nestedTypes).toEqual([]);
     expect((await readdir(join(app, 'charts', 'mooring', 'crds'))).sort()).toEqual([
       'approvals.mooring.io.yaml',
+      'mooringagents.mooring.io.yaml',
       'mooringplans.mooring.io.yaml',
       'mooringreleases.mooring.io.yaml',
     ]);
