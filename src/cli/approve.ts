@@ -32,6 +32,10 @@ export interface ApproveOptions {
   yes?: boolean;
   comment?: string;
   output?: OutputFormat;
+  /** Show the diffs of this release only (the summary still lists every release). */
+  release?: string;
+  /** Approve even a plan whose dry run failed against the cluster. */
+  force?: boolean;
 }
 
 /** Asking the person at the terminal. */
@@ -137,7 +141,24 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
     );
   }
 
-  if (!asJson) printPlan(plan, io);
+  if (opts.release !== undefined && !plan.status.releases.some((r) => r.name === opts.release)) {
+    return fail(
+      EXIT.usage,
+      `--release ${opts.release}: the plan of revision ${plan.status.shortRevision} has no such release`,
+      `its releases: ${plan.status.releases.map((r) => r.name).join(', ')}`,
+    );
+  }
+  if (!asJson) printPlan(plan, io, opts.release);
+
+  // A plan the cluster refused would fail when applied: approving it needs --force.
+  const refused = plan.status.releases.filter((r) => r.dryRunError);
+  if (refused.length && !opts.force) {
+    return fail(
+      EXIT.failed,
+      `the dry run against the cluster failed for ${refused.map((r) => `${r.name} (${r.dryRunError})`).join(', ')}; nothing was approved`,
+      'applying it would fail the same way; pass --force to approve it anyway',
+    );
+  }
 
   let me: Identity;
   try {
@@ -219,15 +240,63 @@ function describeApiFailure(err: unknown, what: string): string {
   return `${what}: ${err instanceof MooringError ? err.describe() : apiErrorMessage(err)}`;
 }
 
-/** A pending plan for people: header, one line per release, then the diffs. */
-export function printPlan(plan: StoredPlan, io: Io): void {
+/**
+ * A pending plan for people: header, a one-screen summary (per release: action, chart
+ * version change, objects added/changed/removed), then the diffs (of one release with
+ * `only`).
+ */
+export function printPlan(plan: StoredPlan, io: Io, only?: string): void {
   const s = plan.status;
   io.out(
     `${paint(io, 'bold', `cluster ${s.cluster}`)}  revision ${s.revision.slice(0, 12)}  plan ${s.digest}`,
   );
   io.out(`${s.phase}${s.reason ? `: ${s.reason}` : ''}`);
   io.out('');
-  printReleaseChanges(s.releases, io);
+  io.out(
+    table(
+      ['RELEASE', 'ACTION', 'CHART', 'OBJECTS', 'DRY RUN'],
+      s.releases.map((r) => {
+        const objects = countObjects(r.manifestDiff ?? '');
+        const chart =
+          r.deployedChartVersion && r.chartVersion && r.deployedChartVersion !== r.chartVersion
+            ? `${r.deployedChartVersion} -> ${r.chartVersion}`
+            : (r.chartVersion ?? r.deployedChartVersion ?? '-');
+        return [
+          r.name,
+          paint(io, ACTION_COLOUR[r.action], r.action),
+          chart,
+          `+${objects.added} ~${objects.changed} -${objects.removed}`,
+          r.dryRunError
+            ? paint(io, 'red', 'failed')
+            : r.action === 'install' || r.action === 'upgrade'
+              ? 'ok'
+              : '-',
+        ];
+      }),
+    ),
+  );
+  io.out('');
+  printReleaseChanges(
+    s.releases.filter((r) => only === undefined || r.name === only),
+    io,
+  );
+  for (const r of s.releases.filter((x) => x.dryRunError && (only === undefined || x.name === only)))
+    io.out(`${paint(io, 'red', 'dry run failed')}: ${r.name}: ${r.dryRunError}`);
+}
+
+/** Objects a manifest diff adds, changes and removes, from its file headers. */
+export function countObjects(diff: string): { added: number; changed: number; removed: number } {
+  const out = { added: 0, changed: 0, removed: 0 };
+  const lines = diff.split('\n');
+  for (const [i, line] of lines.entries()) {
+    if (!line.startsWith('--- ')) continue;
+    const next = lines[i + 1] ?? '';
+    if (!next.startsWith('+++ ')) continue;
+    if (line === '--- /dev/null') out.added++;
+    else if (next === '+++ /dev/null') out.removed++;
+    else out.changed++;
+  }
+  return out;
 }
 
 /** Shape shared by a MooringPlan's releases and `mooring plan --context`. */
@@ -307,6 +376,8 @@ export function registerApprove(program: Command, io: Io, done: (code: ExitCode)
     .option('--kubeconfig <file>', 'kubeconfig file (default: KUBECONFIG, then ~/.kube/config)')
     .option('-y, --yes', 'approve without asking for confirmation')
     .option('--comment <text>', 'a note recorded in the Approval')
+    .option('--release <name>', 'show the diffs of this release only')
+    .option('--force', 'approve even a plan whose dry run against the cluster failed')
     .addOption(outputOption())
     .action(async (opts: ApproveOptions) => done(await approve(opts, io)));
 }

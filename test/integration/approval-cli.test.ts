@@ -342,6 +342,56 @@ describe('mooring approve', () => {
     }
   });
 
+  it('starts with a summary, shows one release with --release, and refuses a failed dry run unless --force', async () => {
+    const refused = `approve-refused-${run}`;
+    await admin.core.createNamespace({ body: { metadata: { name: refused } } });
+    try {
+      const status = await publishPlan(refused, CLUSTER);
+      const withError = {
+        ...status,
+        releases: [
+          {
+            ...status.releases[0]!,
+            chartVersion: '1.3.0',
+            deployedChartVersion: '1.2.0',
+            dryRunError: 'Deployment/web/web: the API server refused it: spec.replicas: Invalid value: -1',
+            manifestDiff:
+              '--- live/ConfigMap/web/a\n+++ desired/ConfigMap/web/a\n@@ -1 +1 @@\n-x\n+y\n' +
+              '--- /dev/null\n+++ desired/ConfigMap/web/b\n@@ -0,0 +1 @@\n+z\n',
+          },
+          { name: 'api', namespace: 'api', action: 'none' as const, reason: 'up to date' },
+        ],
+      };
+      withError.digest = planDigest(withError);
+      const plans = createPlanStore({ customObjects: admin.customObjects, namespace: refused });
+      await plans.publish(`${CLUSTER}-${REVISION.slice(0, 12)}`, withError);
+
+      const io = capture();
+      expect(await approve(options(kubeconfig, { namespace: refused, yes: true, release: 'web' }), io)).toBe(
+        1,
+      );
+      expect(io.text()).toMatch(/web\s+upgrade\s+1\.2\.0 -> 1\.3\.0\s+\+1 ~1 -0\s+failed/);
+      expect(io.text()).toMatch(/api\s+none\s+-\s+\+0 ~0 -0/);
+      expect(io.errors()).toContain('the dry run against the cluster failed for web');
+      expect(io.errors()).toContain('--force');
+      const approvalsIn = () =>
+        createApprovalStore({ customObjects: admin.customObjects, namespace: refused }).list(CLUSTER);
+      expect(await approvalsIn()).toEqual([]);
+
+      const unknown = capture();
+      expect(
+        await approve(options(kubeconfig, { namespace: refused, yes: true, release: 'nope' }), unknown),
+      ).toBe(2);
+
+      expect(
+        await approve(options(kubeconfig, { namespace: refused, yes: true, force: true }), capture()),
+      ).toBe(0);
+      expect((await approvalsIn()).length).toBe(1);
+    } finally {
+      await admin.core.deleteNamespace({ name: refused }).catch(() => undefined);
+    }
+  });
+
   it('says so when nothing waits, and asks which cluster when several do', async () => {
     const empty = `approve-empty-${run}`;
     await admin.core.createNamespace({ body: { metadata: { name: empty } } });
