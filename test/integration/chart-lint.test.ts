@@ -81,6 +81,39 @@ describe('helm template', () => {
     expect(apply.stderr).not.toMatch(/unknown field|Warning/);
   });
 
+  it('renders the common knobs where the ecosystem expects them', async () => {
+    const r = await helm([
+      ...['template', 'mooring', CHART, '-f', join(CHART, 'ci', 'https-values.yaml')],
+      ...['--set', 'serviceMonitor.enabled=true', '--set', 'serviceMonitor.namespace=monitoring'],
+      ...[
+        '--set',
+        'serviceMonitor.relabelings[0].action=labeldrop',
+        '--set',
+        'serviceMonitor.relabelings[0].regex=pod',
+      ],
+    ]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const docs = r.stdout.split(/^---$/m).filter((d) => /^kind: /m.test(d));
+    // commonLabels on every object but the approval policy, a plain file the agent also
+    // applies by itself (src/gate/policy.ts), so it carries no template.
+    expect(
+      docs
+        .filter((d) => !/^ {4}team: platform$/m.test(d))
+        .map((d) => /^kind: (\S+)/m.exec(d)![1])
+        .sort(),
+    ).toEqual(['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+    const pdb = docs.find((d) => /^kind: PodDisruptionBudget$/m.test(d))!;
+    expect(pdb).toMatch(/^ {2}minAvailable: 1$/m);
+    expect(pdb).not.toMatch(/maxUnavailable/);
+    const deployment = docs.find((d) => /^kind: Deployment$/m.test(d))!;
+    expect(deployment).toMatch(/initContainers:\n\s+- command:[\s\S]*name: wait/);
+    expect(deployment).toMatch(/envFrom:\n\s+- configMapRef:/);
+    expect(deployment).toMatch(/^ {10}name: proxy$/m);
+    const monitor = docs.find((d) => /^kind: ServiceMonitor$/m.test(d))!;
+    expect(monitor).toMatch(/^ {2}namespace: monitoring$/m);
+    expect(monitor).toMatch(/relabelings:\n\s+- action: labeldrop\n\s+regex: pod/);
+  });
+
   it('passes the SSH key, known_hosts and --path to the agent', async () => {
     const r = await helm(['template', 'mooring', CHART, '-f', join(CHART, 'ci', 'ssh-values.yaml')]);
     expect(r.stdout).toContain('name: MOORING_GIT_SSH_KEY_FILE');
