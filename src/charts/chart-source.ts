@@ -17,6 +17,7 @@ import { redactUrl } from '../source/credentials.js';
 import type { ValuesLayer } from '../resolve/merge.js';
 import { chartDefaultsFromArchive } from './archive.js';
 import { ChartAuth, scrubChartSecrets } from './auth.js';
+import { assembleChart, dependencyRelease, missingDependencies } from './dependencies.js';
 import { ArtifactCache, DEFAULT_CACHE_BYTES } from './cache.js';
 import { createChartHttp, networkReason, type ChartHttp } from './http.js';
 import { ChartSourceError, statusHint, statusMessage } from './errors.js';
@@ -133,6 +134,36 @@ export class ChartSource {
         err instanceof ChartSourceError && err.hint ? { hint: err.hint } : {},
       );
     }
+  }
+
+  /**
+   * Fetches the dependencies an in-repo chart declares and does not vendor (helm dependency
+   * build); undefined when there are none. Errors name the chart's Chart.yaml and the field.
+   */
+  async dependencies(root: string, release: Release): Promise<PinnedChart[] | undefined> {
+    const chart = release.chart;
+    if (chart.kind !== 'local') return undefined;
+    const missing = missingDependencies(root, chart.path);
+    if (missing.length === 0) return undefined;
+    return Promise.all(
+      missing.map(async (dep) => {
+        try {
+          return await this.pin(dependencyRelease(release, chart.path, dep));
+        } catch (err) {
+          const field = err instanceof MooringError && err.context.field?.endsWith('.version') ? 'version' : 'repository';
+          throw new MooringError(
+            `dependency ${dep.name} of ./${chart.path}: ${(err as Error).message}`,
+            { file: `${chart.path}/Chart.yaml`, field: `dependencies[${dep.index}].${field}`, release: release.name },
+            err instanceof MooringError && err.hint ? { hint: err.hint } : {},
+          );
+        }
+      }),
+    );
+  }
+
+  /** The in-repo chart with its fetched dependencies under charts/, assembled once per content. */
+  assemble(root: string, chartPath: string, contentDigest: string, dependencies: readonly PinnedChart[]): string {
+    return assembleChart(root, chartPath, contentDigest, dependencies, this.opts.dir);
   }
 
   /** The chart's defaults (its values.yaml, then its subcharts'), read from the cached archive. */

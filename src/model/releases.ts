@@ -59,7 +59,15 @@ export interface PinnedChart {
 }
 
 export type ChartRef =
-  | { kind: 'local'; path: string } // repository-relative, e.g. charts/web
+  | {
+      kind: 'local';
+      /** Repository-relative, e.g. charts/web. */
+      path: string;
+      /** Dependencies Chart.yaml declares and charts/ lacks, fetched by the chart source. */
+      dependencies?: PinnedChart[];
+      /** The chart with those dependencies added, assembled in the chart cache: what helm gets. */
+      assembled?: string;
+    }
   | { kind: 'repo'; repo: string; name: string; version?: string; pinned?: PinnedChart }
   | { kind: 'oci'; url: string; version?: string; pinned?: PinnedChart };
 

@@ -49,6 +49,15 @@ export interface ChartPins {
   pin(release: Release): Promise<PinnedChart>;
   /** The chart's values.yaml, then its subcharts', nested: the lowest values layers. */
   defaults(pinned: PinnedChart): ValuesLayer[];
+  /** Fetches the dependencies an in-repo chart declares and does not vendor (none: undefined). */
+  dependencies?(root: string, release: Release): Promise<PinnedChart[] | undefined>;
+  /** The in-repo chart with its fetched dependencies added: the folder helm is given. */
+  assemble?(
+    root: string,
+    chartPath: string,
+    contentDigest: string,
+    dependencies: readonly PinnedChart[],
+  ): string;
 }
 
 export interface PlanDeps extends ResolveDeps {
@@ -71,7 +80,7 @@ export function chartLabel(chart: ChartRef): string {
  * remote charts the exact archive the chart source pinned (never a repository and a range).
  */
 export function chartSource(root: string, chart: ChartRef): ChartSource {
-  if (chart.kind === 'local') return { chart: resolvePath(root, chart.path) };
+  if (chart.kind === 'local') return { chart: chart.assembled ?? resolvePath(root, chart.path) };
   if (!chart.pinned)
     throw new MooringError(`chart ${chartLabel(chart)} was not resolved to an exact version`);
   return { chart: chart.pinned.archive };
@@ -112,6 +121,9 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
       const graphError = graph.errors.get(release.name);
       try {
         const localDigest = chart.kind === 'local' ? chartDirDigest(model.root, chart.path) : undefined;
+        if (chart.kind === 'local' && chart.dependencies && localDigest && deps.charts?.assemble) {
+          chart.assembled = deps.charts.assemble(model.root, chart.path, localDigest, chart.dependencies);
+        }
         const digest = releaseDigest({
           release,
           ...(localDigest ? { chartContentDigest: localDigest } : {}),
@@ -155,7 +167,7 @@ async function pinCharts(model: ClusterModel, charts: ChartPins | undefined): Pr
   return Promise.all(
     model.releases.map(async (release): Promise<Pin> => {
       const chart = release.chart;
-      if (chart.kind === 'local') return { release };
+      if (chart.kind === 'local') return pinDependencies(model, release, charts);
       const context = {
         file: release.declaredIn[release.declaredIn.length - 1],
         field: `releases.${release.name}.chart`,
@@ -187,6 +199,32 @@ async function pinCharts(model: ClusterModel, charts: ChartPins | undefined): Pr
       }
     }),
   );
+}
+
+/** An in-repo chart's dependencies that are not vendored, fetched; an unreachable one fails the release. */
+async function pinDependencies(
+  model: ClusterModel,
+  release: Release,
+  charts: ChartPins | undefined,
+): Promise<Pin> {
+  if (release.chart.kind !== 'local' || !charts?.dependencies) return { release };
+  try {
+    const dependencies = await charts.dependencies(model.root, release);
+    if (!dependencies) return { release };
+    return { release: { ...release, chart: { ...release.chart, dependencies } } };
+  } catch (err) {
+    const error =
+      err instanceof MooringError
+        ? new MooringError(
+            err.message,
+            { ...err.context, release: release.name, cluster: model.cluster.name },
+            {
+              ...(err.hint === undefined ? {} : { hint: err.hint }),
+            },
+          )
+        : new MooringError((err as Error).message, { release: release.name, cluster: model.cluster.name });
+    return { release, error };
+  }
 }
 
 /** The version an in-repo chart's Chart.yaml declares (what helm will record). */

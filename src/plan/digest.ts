@@ -64,7 +64,13 @@ export function chartDirDigest(root: string, chartPath: string): string {
 export function chartIdentity(chart: ChartRef, contentDigest?: string): Record<string, unknown> {
   switch (chart.kind) {
     case 'local':
-      return { path: chart.path, content: contentDigest };
+      return {
+        path: chart.path,
+        content: contentDigest,
+        ...(chart.dependencies?.length
+          ? { dependencies: chart.dependencies.map((d) => `${d.name}-${d.version}@${d.digest}`) }
+          : {}),
+      };
     // A remote chart is what it resolved to: a new version inside a range, or a re-pushed
     // tag, changes the digest; rewriting the range to one that resolves the same does not.
     case 'repo':

@@ -183,7 +183,11 @@ async function loadChartDefaults(
         ctx,
       );
     }
-    return chartDefaults(chartFiles(root, chart.path), chart.path, [], (path, label, _parent, archive) =>
+    const files = chartFiles(root, chart.path);
+    // Dependencies the chart source fetched count as vendored subcharts, as after helm dependency build.
+    for (const d of chart.dependencies ?? [])
+      files.set(`${chart.path}/charts/${d.name}-${d.version}.tgz`, readFileSync(d.archive));
+    return chartDefaults(files, chart.path, [], (path, label, _parent, archive) =>
       archive ? `values.yaml of ${label} (${archive})` : path,
     ).layers;
   }
