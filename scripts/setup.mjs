@@ -53,6 +53,8 @@ const GO_TOOLS = [
   { binary: 'mooring-promlint', dir: 'test/tools/promlint' },
   // `promtool check rules` / `test rules` for the chart's PrometheusRule.
   { binary: 'mooring-promrules', dir: 'test/tools/promrules' },
+  // The CNCF Distribution registry: a real OCI registry for the chart source's tests.
+  { binary: 'registry', mod: 'github.com/distribution/distribution/v3/cmd/registry@v3.0.0' },
 ];
 
 function run(cmd, args, opts = {}) {
