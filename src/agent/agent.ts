@@ -13,6 +13,7 @@ import {
 } from '../converge/converger.js';
 import { pruneRefusal } from '../converge/prune-guard.js';
 import type { Helm } from '../converge/helm.js';
+import type { SecretMetadataLister } from '../converge/helm-storage.js';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { loadClusterModel } from '../model/repo.js';
 import { planModel, type ClusterPlan, type PlanDeps } from '../plan/cluster-plan.js';
@@ -99,6 +100,8 @@ export interface AgentDeps {
   source: Source;
   helm: Helm;
   core: CoreV1Api;
+  /** Lists the labels of helm's storage Secrets (one request for the whole cluster). */
+  listHelmSecrets: SecretMetadataLister;
   records: ReleaseRecords;
   events: EventSink;
   /** Cluster-level events (not about one release): mode warnings, source failures. */
@@ -428,6 +431,7 @@ export class Agent {
     return {
       helm: this.deps.helm,
       core: this.deps.core,
+      listHelmSecrets: this.deps.listHelmSecrets,
       records: this.deps.records,
       events: this.deps.events,
       now: this.now,

@@ -13,6 +13,7 @@ import type { ConvergeResult, RecordPatch } from '../converge/converger.js';
 import { createGate } from '../gate/gate.js';
 import { ensureApprovalPolicy } from '../gate/policy.js';
 import { createHelm } from '../converge/helm.js';
+import { secretMetadataLister } from '../converge/helm-storage.js';
 import { describeError, MooringError } from '../errors.js';
 import {
   createKubeClients,
@@ -133,6 +134,7 @@ export async function buildAgent(
   const recorder = createEventRecorder({
     core: clients.core,
     customObjects: clients.customObjects,
+    releaseUid: (release) => status.uid(release),
     namespace: config.namespace,
     instance: config.identity,
     onError: (err) => log.warn({ err: err.message }, 'could not record an event'),
@@ -216,6 +218,7 @@ export async function buildAgent(
     source,
     helm,
     core: clients.core,
+    listHelmSecrets: secretMetadataLister(clients.objects),
     records,
     events,
     clusterEvents: events.forObject(agentRef),

@@ -7,8 +7,16 @@ import { MooringError, describeError } from '../errors.js';
 import type { PlannedRelease } from '../plan/cluster-plan.js';
 import { chartSource } from '../plan/cluster-plan.js';
 import { nextAction, retryDelaySeconds, type Action, type ConvergeRecord } from './decide.js';
-import type { Helm } from './helm.js';
-import { listRevisions, observe, unlockPending, type StoredRevision } from './helm-storage.js';
+import type { Helm, HelmRelease } from './helm.js';
+import {
+  listRevisions,
+  observe,
+  readStorageIndex,
+  unlockPending,
+  type RevisionLabels,
+  type SecretMetadataLister,
+  type StorageIndex,
+} from './helm-storage.js';
 import { runInOrder } from './scheduler.js';
 
 export type ReleaseState =
@@ -64,6 +72,8 @@ export interface EventSink {
 export interface ConvergeDeps {
   helm: Helm;
   core: CoreV1Api;
+  /** The labels of helm's storage Secrets, read once per pass for every release. */
+  listHelmSecrets: SecretMetadataLister;
   records: ReleaseRecords;
   events: EventSink;
   now: () => number;
@@ -130,6 +140,11 @@ export async function converge(
   }
 
   const valid = plan.releases.filter((r) => !r.error && r.digest && r.resolved);
+  // What helm recorded, for every release at once: one LIST, not one per release.
+  const storage = await readStorageIndex(deps.listHelmSecrets, [
+    ...valid.map((r) => r.namespace),
+    ...[...records.values()].flatMap((r) => (wanted.has(r.name) || !r.namespace ? [] : [r.namespace])),
+  ]);
   const dependsOn = new Map(valid.map((r) => [r.name, r.dependsOn.filter((d) => wanted.has(d))]));
   // `concurrency` bounds helm processes, the costly part. Observing helm's storage and
   // recording releases that need nothing are a few API calls each and run wider, so a
@@ -141,7 +156,7 @@ export async function converge(
     ...(deps.signal ? { signal: deps.signal } : {}),
     // A suspended release keeps running what it runs: its dependents may go on.
     succeeded: (o: ReleaseOutcome) => o.state === 'ready' || o.state === 'suspended',
-    run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps, helmSlots),
+    run: (name) => convergeRelease(wanted.get(name)!, records.get(name), revision, deps, helmSlots, storage),
   });
   outcomes.push(...done.values());
   for (const [name, dep] of blocked) {
@@ -159,7 +174,7 @@ export async function converge(
       outcomes.push({ name: record.name, action: 'blocked', state: 'waiting', error: SHUTDOWN });
       continue;
     }
-    outcomes.push(await removeRelease(record, deps));
+    outcomes.push(await removeRelease(record, deps, storage));
   }
 
   outcomes.sort((a, b) => a.name.localeCompare(b.name));
@@ -175,6 +190,7 @@ async function convergeRelease(
   revision: string,
   deps: ConvergeDeps,
   helmSlots: Semaphore,
+  storage: StorageIndex,
 ): Promise<ReleaseOutcome> {
   const name = release.name;
   const digest = release.digest!;
@@ -193,7 +209,7 @@ async function convergeRelease(
     if (record?.state === 'suspended') {
       deps.events.emit(name, 'Normal', 'Resumed', 'resumed: the release converges again');
     }
-    let stored = await listRevisions(deps.core, release.namespace, name);
+    const stored = storage.revisions(release.namespace, name);
     // `mooring reconcile`: try now, as if the last failure had not happened.
     const observed = record && (requested || deps.forgetBackoff) ? withoutBackoff(record) : record;
     let action = nextAction({
@@ -205,7 +221,8 @@ async function convergeRelease(
     });
 
     if (action.kind === 'unlock') {
-      const latest = stored[stored.length - 1]!;
+      // The release data is needed to rewrite it: read this release's Secrets in full.
+      const latest = (await listRevisions(deps.core, release.namespace, name)).at(-1)!;
       await unlockPending(
         deps.core,
         latest,
@@ -221,12 +238,14 @@ async function convergeRelease(
         { release: name, revision: latest.revision, from: action.from },
         'recovered a pending release',
       );
-      stored = await listRevisions(deps.core, release.namespace, name);
       action = { kind: 'upgrade', reason: `recovering from ${action.from}` };
     }
 
     if (action.kind === 'none') {
-      if (record?.state !== 'ready' || record.desiredRevision !== revision || requested) {
+      // A release whose desired state did not change keeps its record as it is: a commit
+      // costs writes only for the releases it changes.
+      const settled = record?.state === 'ready' && record.desiredDigest === digest && !record.lastError;
+      if (!settled || requested) {
         await deps.records.update(name, {
           ...base,
           state: 'ready',
@@ -250,17 +269,20 @@ async function convergeRelease(
     }
 
     // Wait for a helm slot first: a release queued behind others is not progressing yet,
-    // and one still queued when the agent stops is simply not started.
+    // and one still queued when the agent stops is simply not started. The slot is held
+    // only while helm runs; the record and Events after it do not keep the next helm waiting.
     const freeSlot = await helmSlots.acquire();
     if (deps.signal?.aborted) {
       freeSlot();
       return { name, action: 'blocked', state: 'waiting', error: SHUTDOWN };
     }
+    let upgraded: Upgraded;
     try {
-      return await upgradeRelease(release, record, revision, deps, base, action.kind, stored);
+      upgraded = await runUpgrade(release, revision, deps, base);
     } finally {
       freeSlot();
     }
+    return await recordUpgrade(release, record, revision, deps, base, action.kind, stored, upgraded);
   } catch (err) {
     const error = describeError(err);
     await deps.records.update(name, {
@@ -274,21 +296,19 @@ async function convergeRelease(
   }
 }
 
-/** helm upgrade --install of one release (holding a helm slot), and its record and Events. */
-async function upgradeRelease(
+type Upgraded = { ok: true; result: HelmRelease } | { ok: false; error: string };
+
+/** helm upgrade --install of one release, while the caller holds a helm slot. */
+async function runUpgrade(
   release: PlannedRelease,
-  record: ReleaseRecord | undefined,
   revision: string,
   deps: ConvergeDeps,
   base: RecordPatch,
-  kind: 'install' | 'upgrade',
-  stored: StoredRevision[],
-): Promise<ReleaseOutcome> {
+): Promise<Upgraded> {
   const name = release.name;
   const resolved = release.resolved!;
-  const digest = release.digest!;
-  // Written while helm starts, so the record does not delay the upgrade; awaited before the
-  // outcome is written, so 'progressing' can never land after it.
+  // Written while helm starts, so the record does not delay the upgrade; awaited before
+  // helm's outcome is handed on, so 'progressing' can never land after that outcome.
   // A reconcile request is handled once the outcome is known, not while helm runs.
   const { lastHandledReconcileAt: _handled, ...starting } = base;
   const progressing = deps.records
@@ -296,7 +316,7 @@ async function upgradeRelease(
     .catch((err: unknown) => {
       deps.log?.warn({ release: name, err: describeError(err) }, 'could not record progress');
     });
-  const before = observe(stored);
+  let upgraded: Upgraded;
   try {
     const result = await deps.helm.upgradeInstall({
       ...chartSource(deps.root, resolved.release.chart),
@@ -316,7 +336,29 @@ async function upgradeRelease(
       // the helm adapter enforces); only a lost lease cancels it.
       ...(deps.cancel ? { signal: deps.cancel } : {}),
     });
-    await progressing;
+    upgraded = { ok: true, result };
+  } catch (err) {
+    upgraded = { ok: false, error: describeError(err) };
+  }
+  await progressing;
+  return upgraded;
+}
+
+/** The record and Events of an upgrade helm finished, outside the helm bound. */
+async function recordUpgrade(
+  release: PlannedRelease,
+  record: ReleaseRecord | undefined,
+  revision: string,
+  deps: ConvergeDeps,
+  base: RecordPatch,
+  kind: 'install' | 'upgrade',
+  stored: readonly RevisionLabels[],
+  upgraded: Upgraded,
+): Promise<ReleaseOutcome> {
+  const name = release.name;
+  const digest = release.digest!;
+  if (upgraded.ok) {
+    const { result } = upgraded;
     await deps.records.update(name, {
       ...base,
       state: 'ready',
@@ -339,43 +381,42 @@ async function upgradeRelease(
     );
     deps.log?.info({ release: name, revision, helmRevision: result.revision, action: kind }, 'converged');
     return { name, action: kind, state: 'ready', helmRevision: result.revision };
-  } catch (err) {
-    const error = describeError(err);
-    await progressing;
-    const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
-    const after = observe(await listRevisions(deps.core, release.namespace, name));
-    const rolledBack =
-      after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
-    await deps.records.update(name, {
-      ...base,
-      state: 'failed',
-      managed: true,
-      lastError: error,
-      failedDigest: digest,
-      failures,
-      retryAt: deps.now() + retryDelaySeconds(failures) * 1000,
-      ...(after ? { helmStatus: after.status } : {}),
-      // Helm's rollback made a new revision that holds the last good state.
-      ...(rolledBack ? { helmRevision: after.revision } : {}),
-    });
-    deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
-    if (rolledBack) {
-      deps.events.emit(
-        name,
-        'Warning',
-        'RolledBack',
-        `rolled back to the last good state (helm revision ${after.revision})`,
-      );
-    }
-    deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
-    return {
-      name,
-      action: kind,
-      state: 'failed',
-      error,
-      ...(rolledBack ? { helmRevision: after.revision } : {}),
-    };
   }
+
+  const { error } = upgraded;
+  const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
+  const before = observe(stored);
+  const after = observe(await listRevisions(deps.core, release.namespace, name));
+  const rolledBack = after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
+  await deps.records.update(name, {
+    ...base,
+    state: 'failed',
+    managed: true,
+    lastError: error,
+    failedDigest: digest,
+    failures,
+    retryAt: deps.now() + retryDelaySeconds(failures) * 1000,
+    ...(after ? { helmStatus: after.status } : {}),
+    // Helm's rollback made a new revision that holds the last good state.
+    ...(rolledBack ? { helmRevision: after.revision } : {}),
+  });
+  deps.events.emit(name, 'Warning', 'ConvergeFailed', `revision ${short(revision)}: ${error}`);
+  if (rolledBack) {
+    deps.events.emit(
+      name,
+      'Warning',
+      'RolledBack',
+      `rolled back to the last good state (helm revision ${after.revision})`,
+    );
+  }
+  deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
+  return {
+    name,
+    action: kind,
+    state: 'failed',
+    error,
+    ...(rolledBack ? { helmRevision: after.revision } : {}),
+  };
 }
 
 /** A suspended release: recorded as such (once), nothing else. */
@@ -409,12 +450,16 @@ function withoutBackoff(record: ReleaseRecord): ReleaseRecord {
   return rest;
 }
 
-async function removeRelease(record: ReleaseRecord, deps: ConvergeDeps): Promise<ReleaseOutcome> {
+async function removeRelease(
+  record: ReleaseRecord,
+  deps: ConvergeDeps,
+  storage: StorageIndex,
+): Promise<ReleaseOutcome> {
   const name = record.name;
   if (record.suspend) return suspendRelease(record, {}, deps);
   if (!record.namespace) return { name, action: 'none', state: 'orphaned' };
   try {
-    const helm = observe(await listRevisions(deps.core, record.namespace, name));
+    const helm = observe(storage.revisions(record.namespace, name));
     const action = nextAction({ helm, record, prune: deps.prune, now: deps.now() });
     if (action.kind === 'uninstall') {
       await deps.helm.uninstall(name, record.namespace, {

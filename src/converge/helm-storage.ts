@@ -1,8 +1,11 @@
 // Helm's own record of a release, read and (for recovery) edited through the Kubernetes
 // API, without running helm. Helm keeps one Secret per revision, named
 // `sh.helm.release.v1.<release>.v<revision>`, labelled owner=helm, name, status, version;
-// its `release` field is base64(gzip(JSON of the release)).
+// its `release` field is base64(gzip(JSON of the release)). A converge pass reads only those
+// labels, for every release at once (`readStorageIndex`); the release data is read for the
+// few releases that need it (recovery, drift, plans).
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { isForbidden, type RawObjectApi } from '../kube/client.js';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { HelmObservation } from './decide.js';
 import type { HelmReleaseStatus } from './helm.js';
@@ -14,6 +17,9 @@ export interface StoredRevision {
   secret: V1Secret;
 }
 
+/** The label helm puts on every storage Secret. */
+const HELM_SELECTOR = 'owner=helm';
+
 export function storageSecretName(release: string, revision: number): string {
   return `sh.helm.release.v1.${release}.v${revision}`;
 }
@@ -24,7 +30,10 @@ export async function listRevisions(
   namespace: string,
   release: string,
 ): Promise<StoredRevision[]> {
-  const list = await core.listNamespacedSecret({ namespace, labelSelector: `owner=helm,name=${release}` });
+  const list = await core.listNamespacedSecret({
+    namespace,
+    labelSelector: `${HELM_SELECTOR},name=${release}`,
+  });
   return list.items
     .map((secret) => ({
       name: release,
@@ -36,8 +45,92 @@ export async function listRevisions(
     .sort((a, b) => a.revision - b.revision);
 }
 
+/** One revision as helm's storage labels describe it: no release data. */
+export interface RevisionLabels {
+  name: string;
+  namespace: string;
+  revision: number;
+  status: HelmReleaseStatus;
+}
+
+/** The metadata of one object, as a metadata-only LIST returns it. */
+export interface ObjectMetadata {
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+}
+
+/**
+ * Lists the metadata of the Secrets matching `labelSelector`, in `namespace`, or in every
+ * namespace when it is undefined (`RawObjectApi.listMetadata` does it with one request per page).
+ */
+export type SecretMetadataLister = (
+  namespace: string | undefined,
+  labelSelector: string,
+) => Promise<ObjectMetadata[]>;
+
+/** The lister of a Kubernetes client: metadata-only LISTs of Secrets. */
+export function secretMetadataLister(objects: Pick<RawObjectApi, 'listMetadata'>): SecretMetadataLister {
+  return (namespace, labelSelector) =>
+    objects.listMetadata('secrets', { ...(namespace === undefined ? {} : { namespace }), labelSelector });
+}
+
+/** helm's storage labels of every release, read once for a whole converge pass. */
+export interface StorageIndex {
+  /** The revisions of one release, oldest first; empty when helm stored none. */
+  revisions(namespace: string, release: string): RevisionLabels[];
+}
+
+/** Namespaces read at once when the cluster-wide list is forbidden. */
+const NAMESPACE_READS = 8;
+
+/**
+ * Reads the labels of helm's storage Secrets for the releases in `namespaces`: one
+ * label-selected LIST for the whole cluster, whatever the number of releases. An agent whose
+ * RBAC covers only some namespaces (the chart's `rbac.clusterAdmin: false`) is refused that
+ * list; it then lists each namespace once, still not once per release.
+ */
+export async function readStorageIndex(
+  list: SecretMetadataLister,
+  namespaces: Iterable<string>,
+): Promise<StorageIndex> {
+  let items: ObjectMetadata[];
+  try {
+    items = await list(undefined, HELM_SELECTOR);
+  } catch (err) {
+    if (!isForbidden(err)) throw err;
+    const wanted = [...new Set(namespaces)];
+    items = [];
+    for (let i = 0; i < wanted.length; i += NAMESPACE_READS) {
+      const pages = await Promise.all(
+        wanted.slice(i, i + NAMESPACE_READS).map((ns) => list(ns, HELM_SELECTOR)),
+      );
+      items.push(...pages.flat());
+    }
+  }
+  const byRelease = new Map<string, RevisionLabels[]>();
+  for (const meta of items) {
+    const release = meta.labels?.name;
+    const revision = Number(meta.labels?.version ?? 0);
+    if (!release || !meta.namespace || !(revision > 0)) continue;
+    const key = `${meta.namespace}/${release}`;
+    const revisions = byRelease.get(key) ?? [];
+    revisions.push({
+      name: release,
+      namespace: meta.namespace,
+      revision,
+      status: (meta.labels?.status ?? 'unknown') as HelmReleaseStatus,
+    });
+    byRelease.set(key, revisions);
+  }
+  for (const revisions of byRelease.values()) revisions.sort((a, b) => a.revision - b.revision);
+  return { revisions: (namespace, release) => byRelease.get(`${namespace}/${release}`) ?? [] };
+}
+
 /** The latest revision and the last deployed one, as `nextAction` wants them. */
-export function observe(revisions: StoredRevision[]): HelmObservation | undefined {
+export function observe(
+  revisions: readonly Pick<StoredRevision, 'revision' | 'status'>[],
+): HelmObservation | undefined {
   const latest = revisions[revisions.length - 1];
   if (!latest) return undefined;
   const deployed = [...revisions].reverse().find((r) => r.status === 'deployed' || r.status === 'superseded');

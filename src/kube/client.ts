@@ -140,6 +140,15 @@ export interface KubeClients {
 
 // Marks requests whose response must stay raw JSON (see RawObjectApi.processResponse).
 const RAW = '__mooring_raw__';
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+
+/** An object's metadata as a metadata-only list returns it. */
+export interface ObjectMetadataItem {
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  resourceVersion?: string;
+}
 
 /**
  * KubernetesObjectApi sends objects of kinds it knows through its typed models, which drops
@@ -217,6 +226,39 @@ export class RawObjectApi extends KubernetesObjectApi {
     const items = Array.isArray(list.items) ? (list.items as AnyObject[]) : [];
     const next = list.metadata?.continue;
     return { items, ...(next ? { continueToken: next } : {}) };
+  }
+
+  /**
+   * The metadata (name, namespace, labels, ...) of every object of a core/v1 resource
+   * (`secrets`, `configmaps`) matching `labelSelector`, in `namespace` or across all of them.
+   * The API server sends metadata only (PartialObjectMetadataList), so listing helm's
+   * storage Secrets does not transfer the releases they hold; pages of 500.
+   */
+  async listMetadata(
+    resource: string,
+    options: { namespace?: string; labelSelector?: string } = {},
+  ): Promise<ObjectMetadataItem[]> {
+    const path =
+      options.namespace === undefined
+        ? `/api/v1/${resource}`
+        : `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/${resource}`;
+    const items: ObjectMetadataItem[] = [];
+    let continueToken: string | undefined;
+    do {
+      const request = this.configuration.baseServer.makeRequestContext(path, HttpMethod.GET);
+      // A server that cannot answer in metadata form sends the full list, which has the same shape.
+      request.setHeaderParam('Accept', `${METADATA_LIST},application/json`);
+      if (options.labelSelector) request.setQueryParam('labelSelector', options.labelSelector);
+      request.setQueryParam('limit', '500');
+      if (continueToken) request.setQueryParam('continue', continueToken);
+      const list = (await this.requestPromise<AnyObject>(request, RAW)) as AnyObject & {
+        items?: Array<{ metadata?: ObjectMetadataItem }>;
+        metadata?: { continue?: string };
+      };
+      for (const item of list.items ?? []) if (item.metadata) items.push(item.metadata);
+      continueToken = list.metadata?.continue || undefined;
+    } while (continueToken);
+    return items;
   }
 
   /** PATCH application/json-patch+json (RFC 6902) of one object; returns the server's JSON. */

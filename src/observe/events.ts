@@ -56,6 +56,8 @@ export interface EventRecorderOptions {
   core: CoreV1Api;
   /** Used to look up MooringRelease uids, so `kubectl describe` finds the events. */
   customObjects?: CustomObjectsApi;
+  /** A MooringRelease uid known already (the status store saw it); saves the lookup. */
+  releaseUid?: (release: string) => string | undefined;
   /** The agent's namespace, where MooringRelease objects (and their events) live. */
   namespace: string;
   /** Shown as the event source, e.g. the pod name. */
@@ -101,7 +103,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       name: release,
       namespace,
     };
-    let uid = uids.get(release);
+    let uid = options.releaseUid?.(release) ?? uids.get(release);
     if (uid === undefined && customObjects !== undefined) {
       try {
         const obj = (await customObjects.getNamespacedCustomObject({

@@ -2,9 +2,10 @@
 // release (in the agent's namespace), so that `kubectl get mrel` answers "what runs where".
 // The status type holds only names, digests, revisions, times and redacted error messages:
 // there is no field a values object could be put into.
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import { MooringError } from '../errors.js';
 import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
+import { mergePatchFor, type Json } from '../kube/merge-patch.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
 
 export type ReleaseState =
@@ -113,6 +114,8 @@ export interface StatusStore {
   update(name: string, patch: ReleaseStatusPatch): Promise<void>;
   /** Deletes the release's MooringRelease (after it was pruned). */
   remove(name: string): Promise<void>;
+  /** The uid of the release's MooringRelease, when this store has seen it (Events name it). */
+  uid(name: string): string | undefined;
 }
 
 export interface StatusStoreOptions {
@@ -127,6 +130,7 @@ export interface StatusStoreOptions {
 const LAST_ERROR_LIMIT = 4096;
 const DRIFT_LIST_LIMIT = 50;
 const CLUSTER_LABEL = 'mooring.io/cluster';
+type JsonObject = { [key: string]: Json };
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
 interface MooringReleaseObject {
@@ -135,6 +139,7 @@ interface MooringReleaseObject {
   metadata: {
     name: string;
     namespace?: string;
+    uid?: string;
     resourceVersion?: string;
     generation?: number;
     labels?: Record<string, string>;
@@ -157,10 +162,28 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
     'app.kubernetes.io/managed-by': 'mooring',
     ...(LABEL_VALUE.test(cluster) ? { [CLUSTER_LABEL]: cluster } : {}),
   };
+  // The last version of each object this store read or wrote. Only the lease holder writes
+  // records, so a write needs no read first: it is one merge patch of the fields that
+  // changed, made conditional on the resourceVersion seen (someone else's write in between
+  // makes it fail with a conflict, and the object is read again). A write that changes
+  // nothing is not sent.
+  const known = new Map<string, MooringReleaseObject>();
+  // Set by list(): a release missing from it has no object yet, so a first write creates
+  // one without reading first.
+  let listed = false;
+  // Writes to one record, in order: each starts from the object the previous one left.
+  const queues = new Map<string, Promise<unknown>>();
+
+  const remember = (obj: MooringReleaseObject): MooringReleaseObject => {
+    known.set(obj.metadata.name, obj);
+    return obj;
+  };
 
   async function read(name: string): Promise<MooringReleaseObject | undefined> {
     try {
-      return (await customObjects.getNamespacedCustomObject({ ...ref, name })) as MooringReleaseObject;
+      return remember(
+        (await customObjects.getNamespacedCustomObject({ ...ref, name })) as MooringReleaseObject,
+      );
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw storeError(`cannot read MooringRelease ${namespace}/${name}`, name, err);
@@ -169,20 +192,71 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
 
   async function create(name: string): Promise<MooringReleaseObject | undefined> {
     try {
-      return (await customObjects.createNamespacedCustomObject({
-        ...ref,
-        body: {
-          apiVersion: MOORING_API_VERSION,
-          kind: MOORING_KINDS.MooringRelease.kind,
-          metadata: { name, namespace, labels },
-          spec: {},
-        },
-      })) as MooringReleaseObject;
+      return remember(
+        (await customObjects.createNamespacedCustomObject({
+          ...ref,
+          body: {
+            apiVersion: MOORING_API_VERSION,
+            kind: MOORING_KINDS.MooringRelease.kind,
+            metadata: { name, namespace, labels },
+            spec: {},
+          },
+        })) as MooringReleaseObject,
+      );
     } catch (err) {
       // Created by someone else in between: read it on the next round.
       if (isConflict(err)) return undefined;
       throw storeError(`cannot create MooringRelease ${namespace}/${name}`, name, err);
     }
+  }
+
+  async function write(name: string, patch: ReleaseStatusPatch): Promise<void> {
+    let current = known.get(name);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      current ??= (listed ? undefined : await read(name)) ?? (await create(name)) ?? (await read(name));
+      if (current === undefined) continue;
+      const before = (current.status ?? {}) as JsonObject;
+      const status = mergeStatus(
+        before,
+        patch,
+        name,
+        cluster,
+        now(),
+        current.metadata.generation,
+      ) as JsonObject;
+      const changes = mergePatchFor(before, status);
+      if (changes === undefined) return;
+      try {
+        const written = (await customObjects.patchNamespacedCustomObjectStatus(
+          {
+            ...ref,
+            name,
+            body: {
+              metadata: { resourceVersion: current.metadata.resourceVersion },
+              status: changes,
+            },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        )) as MooringReleaseObject;
+        remember(written);
+        return;
+      } catch (err) {
+        if (isConflict(err)) {
+          current = await read(name);
+          continue;
+        }
+        if (isNotFound(err)) {
+          // Deleted behind our back: create it again.
+          known.delete(name);
+          current = await create(name);
+          continue;
+        }
+        throw storeError(`cannot update the status of MooringRelease ${namespace}/${name}`, name, err);
+      }
+    }
+    throw new MooringError(`MooringRelease ${namespace}/${name} kept changing while its status was written`, {
+      release: name,
+    });
   }
 
   return {
@@ -192,7 +266,13 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
           ...ref,
           ...(labels[CLUSTER_LABEL] === undefined ? {} : { labelSelector: `${CLUSTER_LABEL}=${cluster}` }),
         })) as { items?: MooringReleaseObject[] };
-        return (list.items ?? []).map(toRecord).sort((a, b) => a.name.localeCompare(b.name));
+        const items = list.items ?? [];
+        // Without the cluster label the list may miss objects of ours: keep reading first then.
+        if (labels[CLUSTER_LABEL] !== undefined) {
+          known.clear();
+          listed = true;
+        }
+        return items.map((obj) => toRecord(remember(obj))).sort((a, b) => a.name.localeCompare(b.name));
       } catch (err) {
         throw storeError(`cannot list MooringReleases in namespace ${namespace}`, undefined, err);
       }
@@ -203,38 +283,20 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
       return obj === undefined ? undefined : toRecord(obj);
     },
 
-    async update(name, patch) {
-      // Read, merge, write with the resourceVersion: conditions need the previous status to
-      // keep their transition times, and a concurrent writer makes us merge again.
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const current = (await read(name)) ?? (await create(name));
-        if (current === undefined) continue;
-        const status = mergeStatus(
-          current.status ?? {},
-          patch,
-          name,
-          cluster,
-          now(),
-          current.metadata.generation,
-        );
-        try {
-          await customObjects.replaceNamespacedCustomObjectStatus({
-            ...ref,
-            name,
-            body: { ...current, status },
-          });
-          return;
-        } catch (err) {
-          if (isConflict(err) || isNotFound(err)) continue;
-          throw storeError(`cannot update the status of MooringRelease ${namespace}/${name}`, name, err);
-        }
-      }
-      throw new MooringError(
-        `MooringRelease ${namespace}/${name} kept changing while its status was written`,
-        {
-          release: name,
-        },
-      );
+    update(name, patch) {
+      const previous = queues.get(name) ?? Promise.resolve();
+      const next = previous.catch(() => undefined).then(() => write(name, patch));
+      queues.set(name, next);
+      void next
+        .catch(() => undefined)
+        .finally(() => {
+          if (queues.get(name) === next) queues.delete(name);
+        });
+      return next;
+    },
+
+    uid(name) {
+      return known.get(name)?.metadata.uid;
     },
 
     async remove(name) {
@@ -244,6 +306,7 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
         if (!isNotFound(err))
           throw storeError(`cannot delete MooringRelease ${namespace}/${name}`, name, err);
       }
+      known.delete(name);
     },
   };
 }

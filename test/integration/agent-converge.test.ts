@@ -102,11 +102,12 @@ describe('first converge, then one values commit', () => {
       deployedRevision: second,
       helmRevision: 2,
     });
-    // The others are recorded at the new revision without being touched.
+    // The others are not touched, nor are their records: they keep the revision their
+    // desired state comes from.
     expect(await readRelease(rig.clients, agentNs, 'api')).toMatchObject({
       state: 'ready',
-      desiredRevision: second,
-      deployedRevision: second,
+      desiredRevision: first,
+      deployedRevision: first,
       helmRevision: 1,
     });
     expect((await helmRevisions(rig.clients, `${cluster}-api`, 'api')).map((r) => r.revision)).toEqual([1]);

@@ -14,7 +14,7 @@ import { defaults, type AgentConfig, type ApprovalMode } from '../../src/agent/c
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createHelm } from '../../src/converge/helm.js';
-import { listRevisions } from '../../src/converge/helm-storage.js';
+import { listRevisions, secretMetadataLister } from '../../src/converge/helm-storage.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createGate } from '../../src/gate/gate.js';
 import { createPlanStore, planDigest, planName } from '../../src/gate/plans.js';
@@ -199,6 +199,7 @@ async function startAgent(
     },
     helm,
     core: clients.core,
+    listHelmSecrets: secretMetadataLister(clients.objects),
     records,
     events,
     clusterEvents: events.forObject({ apiVersion: 'v1', kind: 'Namespace', name: namespace, namespace }),
