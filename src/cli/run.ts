@@ -91,6 +91,8 @@ export async function buildAgent(
     binary: findHelm(env),
     ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
     ...(config.context ? { kubeContext: config.context } : {}),
+    // Discovery and OpenAPI documents, kept between helm processes (see docs/agent.md).
+    kubeCacheDir: join(config.workDir, 'kube-cache'),
     onSpawn: (args) => {
       metrics.helmSpawned(args);
       onHelmSpawn?.(args);

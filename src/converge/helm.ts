@@ -173,6 +173,13 @@ export interface HelmOptions {
   kubeContext?: string;
   /** Environment for helm; defaults to this process's environment. */
   env?: Record<string, string | undefined>;
+  /**
+   * A writable folder where helm keeps the API server's discovery and OpenAPI documents
+   * between processes (client-go's `KUBECACHEDIR`), so each upgrade revalidates them with
+   * small conditional requests instead of downloading them. A KUBECACHEDIR already in the
+   * environment wins.
+   */
+  kubeCacheDir?: string;
   exec?: HelmExec;
   /** Called with the argument list of every helm process before it starts. */
   onSpawn?: (args: readonly string[]) => void;
@@ -361,6 +368,7 @@ export function createHelm(options: HelmOptions): Helm {
   const graceMs = (options.graceSeconds ?? 60) * 1000;
   const commandTimeoutMs = (options.commandTimeoutSeconds ?? 120) * 1000;
   const env = { ...(options.env ?? process.env) };
+  if (options.kubeCacheDir !== undefined && !env.KUBECACHEDIR) env.KUBECACHEDIR = options.kubeCacheDir;
 
   function clusterFlags(namespace: string | undefined): string[] {
     const flags: string[] = [];

@@ -194,6 +194,40 @@ describe('helm upgradeInstall', () => {
   });
 });
 
+describe('helm discovery cache', () => {
+  it('points every helm process at the cache folder it was given', async () => {
+    const { exec, calls } = fakeExec({ stdout: releaseJson() }, { stdout: '' });
+    const helm = createHelm({
+      binary: '/opt/helm',
+      exec,
+      env: { PATH: '/bin' },
+      kubeCacheDir: '/work/kube-cache',
+    });
+
+    await helm.upgradeInstall(upgradeInput);
+    await helm.template(upgradeInput);
+
+    expect(calls.map((c) => c.options.env)).toEqual([
+      { PATH: '/bin', KUBECACHEDIR: '/work/kube-cache' },
+      { PATH: '/bin', KUBECACHEDIR: '/work/kube-cache' },
+    ]);
+  });
+
+  it('leaves a KUBECACHEDIR set in the environment as it is', async () => {
+    const { exec, calls } = fakeExec({ stdout: releaseJson() });
+    const helm = createHelm({
+      binary: '/opt/helm',
+      exec,
+      env: { KUBECACHEDIR: '/var/cache/kube' },
+      kubeCacheDir: '/work/kube-cache',
+    });
+
+    await helm.upgradeInstall(upgradeInput);
+
+    expect(calls[0]!.options.env.KUBECACHEDIR).toBe('/var/cache/kube');
+  });
+});
+
 describe('helm errors', () => {
   it('carry the command, exit code and stderr, and name the release and chart', async () => {
     const { exec } = fakeExec({
