@@ -50,6 +50,11 @@ const SECRET = 'requests-webhook-secret';
 const isHelm = (r: ProxiedRequest) => /^helm\//i.test(r.userAgent);
 /** Lease renewals go on whatever a pass does. */
 const isLease = (r: ProxiedRequest) => r.path.includes('/leases');
+/**
+ * The agent's own MooringAgent object (operator controls read before each pass, the pass
+ * recorded in its status after): a fixed cost per pass, not per release, left out here.
+ */
+const isAgentObject = (r: ProxiedRequest) => r.path.includes('/mooringagents/');
 const brief = (r: ProxiedRequest) => `${r.method} ${decodeURIComponent(r.path.split('?')[0]!)}`;
 
 describe('API requests of one pass', () => {
@@ -70,7 +75,7 @@ describe('API requests of one pass', () => {
     expect(pass.outcome, JSON.stringify(pass)).toBe('converged');
     const seen = proxy.requests.slice(from);
     return {
-      agent: seen.filter((r) => !isHelm(r) && !isLease(r)).map(brief),
+      agent: seen.filter((r) => !isHelm(r) && !isLease(r) && !isAgentObject(r)).map(brief),
       helm: seen.filter(isHelm).map(brief),
     };
   }
@@ -121,6 +126,11 @@ describe('API requests of one pass', () => {
       expect(res.status).toBe(202);
     };
     await agent.waitForPass((p) => p.outcome === 'converged');
+    // The records the cold converge created are new operator controls to the agent (their
+    // suspensions), so the next pass converges once more; let it happen before counting.
+    const passes = agent.passes.length;
+    await trigger();
+    await agent.waitForPass(() => true, { from: passes });
   });
 
   afterAll(async () => {
@@ -141,18 +151,18 @@ describe('API requests of one pass', () => {
     expect(perObject.filter((w) => w.startsWith('PUT') || w.startsWith('GET'))).toEqual([]);
   });
 
-  it('the same head again: no request at all besides the lease', async () => {
+  // Every pass lists the MooringReleases once for their suspensions and reconcile requests.
+  const list = () => `GET /apis/mooring.io/v1alpha1/namespaces/${agentNs}/mooringreleases`;
+
+  it('the same head again: nothing about releases but the list of their controls', async () => {
     const seen = await passRequests(async () => undefined);
-    expect(seen).toEqual({ agent: [], helm: [] });
+    expect(seen).toEqual({ agent: [list()], helm: [] });
   });
 
-  it('a commit that changes no release: one LIST of records, one of helm storage, nothing written', async () => {
+  it('a commit that changes no release: one more LIST of records, one of helm storage, nothing written', async () => {
     const seen = await passRequests(() => repo.commit({ 'README.md': 'docs only\n' }, 'docs'));
     expect(seen.helm).toEqual([]);
-    expect(seen.agent).toEqual([
-      `GET /apis/mooring.io/v1alpha1/namespaces/${agentNs}/mooringreleases`,
-      'GET /api/v1/secrets',
-    ]);
+    expect(seen.agent).toEqual([list(), list(), 'GET /api/v1/secrets']);
   });
 
   it('a commit that changes one release: that release is written twice, the others not at all', async () => {
@@ -177,6 +187,7 @@ describe('API requests of one pass', () => {
     expect(seen.helm).toContain('GET /openapi/v3');
     const mrel = `/apis/mooring.io/v1alpha1/namespaces/${agentNs}/mooringreleases`;
     expect(seen.agent.filter((r) => !r.includes('/events'))).toEqual([
+      `GET ${mrel}`,
       `GET ${mrel}`,
       'GET /api/v1/secrets',
       `PATCH ${mrel}/c/status`,
