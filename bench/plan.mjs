@@ -13,7 +13,7 @@ const bin = join(root, '.tools', 'bin');
 const { planCluster } = await import(join(root, 'dist/plan/cluster-plan.js'));
 const { loadAgeIdentities } = await import(join(root, 'dist/resolve/age-key.js'));
 const { decryptSops } = await import(join(root, 'dist/resolve/sops.js'));
-const { secretDigestKey } = await import(join(root, 'dist/plan/digest.js'));
+const { secretDigestKey } = await import(join(root, 'dist/secrets/hash.js'));
 const { createHelm } = await import(join(root, 'dist/converge/helm.js'));
 
 const CLUSTERS = 50;

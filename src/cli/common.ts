@@ -7,7 +7,7 @@ import { ChartSource } from '../charts/chart-source.js';
 import { fileURLToPath } from 'node:url';
 import { createHelm, resolveHelm, type Helm } from '../converge/helm.js';
 import type { PlanDeps } from '../plan/cluster-plan.js';
-import { secretDigestKey } from '../plan/digest.js';
+import { secretDigestKey } from '../secrets/hash.js';
 import { loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { Option } from 'commander';

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { formatPath, getPath } from '../resolve/merge.js';
-import { SECRET_MASK } from '../resolve/resolve.js';
+import { SECRET_MASK } from '../secrets/mask.js';
 import { chartAuthOption, loadKeys, type CommonOptions, outputOption, pathOption } from './common.js';
 import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';

@@ -31,7 +31,7 @@ import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observ
 import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
 import { startServer, type AgentServer } from '../observe/server.js';
 import { createStatusStore, type ReleaseState } from '../observe/status.js';
-import { secretDigestKey } from '../plan/digest.js';
+import { secretDigestKey } from '../secrets/hash.js';
 import { AgeKeyError, loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { GitSource } from '../source/git-source.js';

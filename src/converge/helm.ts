@@ -9,6 +9,7 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { stringify as toYaml } from 'yaml';
 import { MooringError } from '../errors.js';
+import { redactSecrets } from '../secrets/redact.js';
 
 /** Release states as Helm records them (helm's `release.Status`). */
 export type HelmReleaseStatus =
@@ -705,42 +706,6 @@ function formatLabels(labels: Record<string, string>, release: string): string |
     }
   }
   return entries.map(([k, v]) => `${k}=${v}`).join(',');
-}
-
-const REDACTED = '[redacted]';
-
-/**
- * Removes every known secret string from `text`: the raw value, its JSON-escaped and base64
- * forms (how it appears in a rendered Secret), and each line of multi-line values. Secrets
- * shorter than four characters are only removed where they stand alone as a token, since
- * removing every `a` from a message would make it unreadable.
- */
-export function redactSecrets(text: string, secrets: readonly string[]): string {
-  const needles = new Set<string>();
-  for (const secret of secrets) {
-    if (secret.length === 0) continue;
-    const forms = [
-      secret,
-      JSON.stringify(secret).slice(1, -1),
-      Buffer.from(secret, 'utf8').toString('base64'),
-    ];
-    if (secret.includes('\n')) {
-      for (const line of secret.split('\n')) if (line.trim().length >= 4) forms.push(line.trim());
-    }
-    for (const form of forms) needles.add(form);
-  }
-  // Longest first, so a secret containing another one is removed whole.
-  const ordered = [...needles].sort((a, b) => b.length - a.length);
-  let out = text;
-  for (const needle of ordered) {
-    if (needle.length >= 4) {
-      out = out.split(needle).join(REDACTED);
-    } else {
-      const escaped = needle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      out = out.replace(new RegExp(`(?<![A-Za-z0-9])${escaped}(?![A-Za-z0-9])`, 'g'), REDACTED);
-    }
-  }
-  return out;
 }
 
 const STDERR_LIMIT = 8000;

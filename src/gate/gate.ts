@@ -17,7 +17,8 @@
 // so "the same plan" means the same revision applied to the same live releases.
 import { describeError } from '../errors.js';
 import type { Gate, Snapshot } from '../agent/agent.js';
-import { redactSecrets, type ChartSource, type ServerRender } from '../converge/helm.js';
+import type { ChartSource, ServerRender } from '../converge/helm.js';
+import { redactSecrets } from '../secrets/redact.js';
 import type { ConvergeResult, RecordPatch, ReleaseRecord } from '../converge/converger.js';
 import type { KubeClients } from '../kube/client.js';
 import type { ObjectRef } from '../observe/events.js';

@@ -6,7 +6,7 @@
 // URL is itself a secret (Slack's carries a token), so it is read from a file at each
 // delivery (a rotated Secret is picked up) and never logged.
 import { readFileSync } from 'node:fs';
-import { redactSecrets } from '../converge/helm.js';
+import { redactSecrets } from '../secrets/redact.js';
 import { MooringError } from '../errors.js';
 import type { EventRecorder, EventType, ObjectRef } from './events.js';
 

@@ -8,13 +8,15 @@ import type { ClusterSpec } from '../model/cluster.js';
 import { loadClusterModel, type ClusterModel } from '../model/repo.js';
 import type { ChartRef, PinnedChart, Release } from '../model/releases.js';
 import type { Values, ValuesLayer } from '../resolve/merge.js';
-import { maskSecrets, resolveCluster, type ResolvedRelease, type ResolveDeps } from '../resolve/resolve.js';
+import { resolveCluster, type ResolvedRelease, type ResolveDeps } from '../resolve/resolve.js';
 import { readRepoFile } from '../model/paths.js';
 import { isPlainMap } from '../model/schema.js';
 import { parseYaml } from '../model/yaml.js';
-import { chartDirDigest, hashSecrets, releaseDigest } from './digest.js';
+import { chartDirDigest, releaseDigest } from './digest.js';
+import { hashSecrets } from '../secrets/hash.js';
+import { maskSecrets } from '../secrets/mask.js';
 import { buildGraph } from './graph.js';
-import { redactManifests } from './redact.js';
+import { redactManifests } from '../secrets/manifests.js';
 
 export interface PlannedRelease {
   name: string;

@@ -2,18 +2,16 @@
 // converge is not upgraded, so the digest must cover everything helm is given: the chart
 // (identity and content), version, the values and the release options.
 //
-// Secret values must not be recoverable from a digest shown in status: a digest over a
-// short password could be brute-forced by anyone who can read the rest of the values in
-// Git. So every secret leaf is replaced by an HMAC keyed with material only the agent has
-// (its age identities) before hashing.
-import { createHash, createHmac } from 'node:crypto';
+// Secret values must not be recoverable from a digest shown in status: the values given
+// here already carry keyed hashes in place of secrets (src/secrets/hash.ts).
+import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MooringError } from '../errors.js';
 import { assertInside } from '../model/paths.js';
 import type { ChartRef, Release } from '../model/releases.js';
 import { isPlainMap } from '../model/schema.js';
-import { formatPath, type Values } from '../resolve/merge.js';
+import type { Values } from '../resolve/merge.js';
 
 /** JSON with object keys sorted, so equal values always give equal text. */
 export function canonicalJson(value: unknown): string {
@@ -87,25 +85,6 @@ export function chartIdentity(chart: ChartRef, contentDigest?: string): Record<s
         content: chart.pinned?.digest ?? null,
       };
   }
-}
-
-/** A key for digesting secrets, derived from the agent's age identities. */
-export function secretDigestKey(identities: readonly string[]): Buffer {
-  return createHash('sha256').update('mooring digest key\0').update(identities.join('\n')).digest();
-}
-
-/** Replaces secret leaves with a keyed hash (`<secret:hmac>`): changes show, values do not. */
-export function hashSecrets(values: Values, secretPaths: string[][], key: Buffer): Values {
-  const secret = new Set(secretPaths.map(formatPath));
-  const walk = (v: unknown, path: string[]): unknown => {
-    if (path.length > 0 && secret.has(formatPath(path))) {
-      return `<secret:${createHmac('sha256', key).update(canonicalJson(v)).digest('hex').slice(0, 16)}>`;
-    }
-    if (isPlainMap(v))
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
-    return v;
-  };
-  return walk(values, []) as Values;
 }
 
 export interface DigestInput {

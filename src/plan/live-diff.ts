@@ -14,11 +14,12 @@ import { createHmac } from 'node:crypto';
 import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
 import { nextAction, type ConvergeRecord, type HelmObservation } from '../converge/decide.js';
-import { redactSecrets } from '../converge/helm.js';
+import { redactSecrets } from '../secrets/redact.js';
 import { isPlainMap } from '../model/schema.js';
 import { getPath, type Values } from '../resolve/merge.js';
 import type { ClusterPlan, PlannedRelease } from './cluster-plan.js';
-import { canonicalJson, hashSecrets, sha256 } from './digest.js';
+import { hashSecrets } from '../secrets/hash.js';
+import { canonicalJson, sha256 } from './digest.js';
 import { parseManifestDocuments } from './manifest-yaml.js';
 
 /** What converging a release would do. `error`: the release is broken in Git; nothing is applied to it. */

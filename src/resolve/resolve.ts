@@ -11,8 +11,8 @@ import type { Release } from '../model/releases.js';
 import type { ClusterModel, Layer } from '../model/repo.js';
 import { isPlainMap } from '../model/schema.js';
 import { parseYaml } from '../model/yaml.js';
+import { collectSecretStrings } from '../secrets/mask.js';
 import {
-  formatPath,
   getPath,
   mergeValues,
   type MergeResult,
@@ -124,7 +124,7 @@ async function resolveRelease(
         const values = await files.load(file, secret);
         layers.push({ source: { file, layer: layer.kind, secret }, values });
         used.push(file);
-        if (secret) collectStrings(values, secretStrings);
+        if (secret) collectSecretStrings(values, secretStrings);
       }
     }
     const defaults = await loadChartDefaults(model.root, release, deps);
@@ -213,24 +213,4 @@ function chartFiles(root: string, chartPath: string): Map<string, Buffer> {
   };
   walk(chartPath);
   return files;
-}
-
-function collectStrings(value: unknown, out: Set<string>): void {
-  if (isPlainMap(value)) for (const v of Object.values(value)) collectStrings(v, out);
-  else if (Array.isArray(value)) for (const v of value) collectStrings(v, out);
-  else if (value !== null && value !== undefined && typeof value !== 'boolean') out.add(String(value));
-}
-
-export const SECRET_MASK = '<secret>';
-
-/** A copy of `values` with every leaf from a SOPS file replaced by a mask. */
-export function maskSecrets(values: Values, secretPaths: string[][]): Values {
-  const secret = new Set(secretPaths.map(formatPath));
-  const walk = (v: unknown, path: string[]): unknown => {
-    if (secret.has(formatPath(path))) return SECRET_MASK;
-    if (isPlainMap(v))
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, [...path, k])]));
-    return v;
-  };
-  return walk(values, []) as Values;
 }

@@ -7,7 +7,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventsIn, kubectl, startLoop, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { main } from '../../src/cli/main.js';
+import type { Io } from '../../src/cli/output.js';
+import { eventsIn, kubectl, runOnce, startLoop, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
 import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
 
 let rig: AgentRig;
@@ -122,5 +126,64 @@ describe('decrypted values', () => {
       for (const s of secrets) if (content.includes(s)) leaks.push(`${file}: ${s.slice(0, 6)}...`);
     }
     expect(leaks).toEqual([]);
+  });
+
+  it('a numeric secret printed by a failing template appears in no log, status, Event, plan or validate output', async () => {
+    const numeric = uniqueName('num');
+    const numericNs = `${numeric}-agent`;
+    // A random nine-digit number: helm gets it as a float64 and `%s`/`%v` print 9.87654321e+08.
+    const n = 100_000_000 + Math.floor(Math.random() * 800_000_000) + 11;
+    const digits = String(n).replace(/0+$/, '');
+    const goForm = `${digits[0]}.${digits.slice(1)}`;
+    const tales = [String(n), goForm, Buffer.from(String(n)).toString('base64')];
+
+    const key = await ageKeygen();
+    const keyFile = await rig.writeFile(`${numeric}/age.txt`, key.keyFile);
+    const files = {
+      ...rig.clusterRepo(numeric, { counter: {} }),
+      'environments/test/secrets/counter.sops.yaml': await sopsEncrypt(`failRender: ${n}\n`, {
+        recipients: [key.publicKey],
+      }),
+    };
+    const repo = await rig.createRepo(files);
+    const run = await runOnce(rig.agentFor(numeric, repo, { ageKeyFile: keyFile }), rig.env);
+    expect(run.code, run.log()).toBe(1);
+    expect(run.passes[0]!.converge!.releases.map((r) => [r.name, r.state])).toEqual([['counter', 'failed']]);
+
+    const status = await kubectl(rig.kubeconfig, '-n', numericNs, 'get', 'mrel', 'counter', '-o', 'json');
+    // helm did print it, as Go does: `%!s(float64=9.87654321e+08)`, now redacted.
+    expect(JSON.parse(status).status.lastError).toContain('cannot render: %!s(float64=[redacted])');
+    const events = JSON.stringify(await eventsIn(rig.clients, numericNs));
+    expect(events).toContain('ConvergeFailed');
+
+    // plan and validate on a checkout of the same repository.
+    const checkout = await rig.tempDir('numeric-checkout');
+    await promisify(execFile)('git', ['clone', '--quiet', repo.gitdir, checkout]);
+    const cli = async (args: string[]) => {
+      const out: string[] = [];
+      const io: Io = { out: (t) => out.push(t), err: (t) => out.push(t), colour: false };
+      const saved = { ...process.env };
+      Object.assign(process.env, { SOPS_AGE_KEY_FILE: keyFile, SOPS_AGE_KEY: '' });
+      try {
+        const code = await main(args, io);
+        return { code, text: out.join('\n') };
+      } finally {
+        process.env = saved;
+      }
+    };
+    const plan = await cli(['plan', '--repo', checkout, '--cluster', numeric]);
+    const validate = await cli(['validate', '--repo', checkout]);
+    expect(validate.code).toBe(1);
+    expect(validate.text).toContain('[redacted]');
+
+    for (const [where, text] of [
+      ['log', run.log()],
+      ['status', status],
+      ['events', events],
+      ['plan', plan.text],
+      ['validate', validate.text],
+    ] as const) {
+      for (const tale of tales) expect(text, `${where} shows ${tale}`).not.toContain(tale);
+    }
   });
 });

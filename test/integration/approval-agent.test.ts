@@ -25,7 +25,7 @@ import { ensureCrds } from '../../src/observe/crds.js';
 import { createEventRecorder } from '../../src/observe/events.js';
 import { createStatusStore } from '../../src/observe/status.js';
 import { planCluster } from '../../src/plan/cluster-plan.js';
-import { secretDigestKey } from '../../src/plan/digest.js';
+import { secretDigestKey } from '../../src/secrets/hash.js';
 import { loadAgeIdentities } from '../../src/resolve/age-key.js';
 import { decryptSops } from '../../src/resolve/sops.js';
 import { GitSource } from '../../src/source/git-source.js';

@@ -7,9 +7,9 @@ import {
   detectedMessage,
   listWithin,
   redact,
-  secretStrings,
   summaryOf,
 } from '../../src/observe/drift/report.js';
+import { secretStringsOf } from '../../src/secrets/mask.js';
 
 describe('parseManifest', () => {
   it('reads the documents as helm does (YAML 1.1), skipping empty ones and flattening Lists', () => {
@@ -147,7 +147,7 @@ describe('drift reports', () => {
       data: { token: Buffer.from('tok-3141592').toString('base64') },
       stringData: { password: 'pw-2718281' },
     } as AnyObject;
-    const secrets = secretStrings([secret], ['sops-value-42']);
+    const secrets = secretStringsOf([secret], ['sops-value-42']);
     const text = redact(
       `invalid value "pw-2718281", "tok-3141592", "${Buffer.from('tok-3141592').toString('base64')}" and sops-value-42`,
       secrets,

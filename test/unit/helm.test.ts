@@ -3,13 +3,13 @@ import { parse as parseYaml } from 'yaml';
 import {
   createHelm,
   HelmError,
-  redactSecrets,
   resolveHelm,
   type HelmExec,
   type HelmExecOptions,
   type HelmExecResult,
 } from '../../src/converge/helm.js';
 import { MooringError } from '../../src/errors.js';
+import { redactSecrets } from '../../src/secrets/redact.js';
 
 interface Call {
   file: string;

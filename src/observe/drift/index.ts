@@ -25,10 +25,10 @@ import {
   failureMessage,
   redact,
   sameSummary,
-  secretStrings,
   summaryOf,
   type ReleaseDrift,
 } from './report.js';
+import { secretStringsOf } from '../../secrets/mask.js';
 
 export type { DriftObjectApi } from './api.js';
 export { OPT_OUT_ANNOTATION, OPT_OUT_VALUE, DEFAULT_IGNORE_RULES } from './ignore.js';
@@ -211,7 +211,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
 
   async function prepare(target: Target, recorded: RecordedRelease) {
     const objects = recorded.objects;
-    const secrets = secretStrings(objects, target.secrets);
+    const secrets = secretStringsOf(objects, target.secrets);
     const rules = [...target.rules, ...hpaIgnoreRules(objects, target.namespace)];
     const checks: ObjectCheck[] = [];
     const failures: string[] = [];

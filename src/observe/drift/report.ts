@@ -2,11 +2,9 @@
 // objects and fields (JSON pointers), never values: a Secret's drifted data shows up as
 // `Secret/web/db:/data/password`, and error texts from the API server are passed through
 // the release's secret strings before they are shown.
-import { redactSecrets } from '../../converge/helm.js';
+import { redactSecrets } from '../../secrets/redact.js';
 import type { DriftSummary } from '../status.js';
-import type { AnyObject } from './api.js';
 import { describeObject, type ObjectId } from './objects.js';
-import { isPlainMap } from '../../model/schema.js';
 
 /** What one release's check found, described for people. */
 export interface ReleaseDrift {
@@ -102,27 +100,6 @@ export function sameSummary(a: DriftSummary | undefined, b: DriftSummary): boole
     JSON.stringify(a.fields ?? []) === JSON.stringify(b.fields.slice(0, 50)) &&
     JSON.stringify(a.deletedObjects ?? []) === JSON.stringify(b.deletedObjects.slice(0, 50))
   );
-}
-
-/**
- * Strings to keep out of messages: the release's decrypted values, and every value of the
- * recorded Secrets (as written and, for `data`, decoded from base64).
- */
-export function secretStrings(recorded: readonly AnyObject[], fromValues: readonly string[]): string[] {
-  const out = new Set(fromValues);
-  for (const object of recorded) {
-    if (object.kind !== 'Secret' || object.apiVersion !== 'v1') continue;
-    for (const field of ['data', 'stringData'] as const) {
-      const data = object[field];
-      if (!isPlainMap(data)) continue;
-      for (const value of Object.values(data)) {
-        if (typeof value !== 'string' || value === '') continue;
-        out.add(value);
-        if (field === 'data') out.add(Buffer.from(value, 'base64').toString('utf8'));
-      }
-    }
-  }
-  return [...out].filter((s) => s.length > 0);
 }
 
 export function redact(text: string, secrets: readonly string[]): string {
