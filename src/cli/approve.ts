@@ -19,7 +19,7 @@ import {
 } from '../kube/client.js';
 import { outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { json, paint, table, type Io, type OutputFormat } from './output.js';
+import { machine, machineFormat, paint, table, type Io, type OutputFormat } from './output.js';
 
 export interface ApproveOptions {
   context: string;
@@ -65,9 +65,9 @@ export interface ApproveDeps {
 }
 
 export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = {}): Promise<ExitCode> {
-  const asJson = opts.output === 'json';
+  const format = machineFormat(opts.output);
   const fail = (code: ExitCode, message: string, hint?: string): ExitCode => {
-    if (asJson) io.out(json({ approved: false, error: { message, ...(hint ? { hint } : {}) } }));
+    if (format) io.out(machine({ approved: false, error: { message, ...(hint ? { hint } : {}) } }, format));
     io.err(`error: ${message}${hint ? ` (${hint})` : ''}`);
     return code;
   };
@@ -148,7 +148,7 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
       `its releases: ${plan.status.releases.map((r) => r.name).join(', ')}`,
     );
   }
-  if (!asJson) printPlan(plan, io, opts.release);
+  if (!format) printPlan(plan, io, opts.release);
 
   // A plan the cluster refused would fail when applied: approving it needs --force.
   const refused = plan.status.releases.filter((r) => r.dryRunError);
@@ -220,8 +220,8 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
     );
   }
 
-  if (asJson) {
-    io.out(json({ approved: true, approval: approvalJson(approval), plan: plan.status }));
+  if (format) {
+    io.out(machine({ approved: true, approval: approvalJson(approval), plan: plan.status }, format));
   } else {
     io.out(
       `${paint(io, 'green', 'approved')}: revision ${plan.status.shortRevision} of cluster ${plan.status.cluster} ` +

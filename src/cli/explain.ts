@@ -7,7 +7,7 @@ import { SECRET_MASK } from '../secrets/mask.js';
 import { chartAuthOption, loadKeys, type CommonOptions, outputOption, pathOption } from './common.js';
 import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { json, paint, table, type Io } from './output.js';
+import { machine, machineFormat, paint, table, type Io } from './output.js';
 import { planCluster } from '../plan/cluster-plan.js';
 
 interface ExplainOptions extends CommonOptions {
@@ -80,16 +80,20 @@ export async function explain(opts: ExplainOptions, key: string | undefined, io:
     });
   }
 
-  if (opts.output === 'json') {
+  const format = machineFormat(opts.output);
+  if (format) {
     io.out(
-      json({
-        cluster: opts.cluster,
-        release: opts.release,
-        ...(key ? { key } : {}),
-        values: rows,
-        deleted,
-        ...(history ? { history } : {}),
-      }),
+      machine(
+        {
+          cluster: opts.cluster,
+          release: opts.release,
+          ...(key ? { key } : {}),
+          values: rows,
+          deleted,
+          ...(history ? { history } : {}),
+        },
+        format,
+      ),
     );
     return EXIT.ok;
   }

@@ -42,6 +42,11 @@ export function json(value: unknown): string {
   return JSON.stringify(value, null, 2);
 }
 
+/** The machine format asked for with `-o`, or undefined for text. */
+export function machineFormat(output: OutputFormat | undefined): 'json' | 'yaml' | undefined {
+  return output === 'json' || output === 'yaml' ? output : undefined;
+}
+
 /** `value` as JSON or YAML (the same document: YAML is written from its JSON form). */
 export function machine(value: unknown, format: 'json' | 'yaml'): string {
   if (format === 'json') return json(value);

@@ -20,7 +20,7 @@ import {
 } from './common.js';
 import { layoutRoot } from '../model/paths.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { json, paint, table, type Io } from './output.js';
+import { machine, machineFormat, paint, table, type Io } from './output.js';
 
 export interface PlanOptions extends CommonOptions {
   repo: string;
@@ -161,8 +161,11 @@ export async function plan(opts: PlanOptions, io: Io): Promise<ExitCode> {
       return EXIT.cluster;
     }
   }
-  if (opts.output === 'json') {
-    io.out(json({ ...(planToJson(result) as object), ...(live ? { live: liveToJson(live) } : {}) }));
+  const format = machineFormat(opts.output);
+  if (format) {
+    io.out(
+      machine({ ...(planToJson(result) as object), ...(live ? { live: liveToJson(live) } : {}) }, format),
+    );
   } else {
     printPlan(result, io);
     if (live) {

@@ -11,7 +11,7 @@ import { MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.j
 import { readReleaseStatuses, type ReleaseStatusRecord } from '../observe/status.js';
 import { outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { json, paint, table, type Io, type OutputFormat } from './output.js';
+import { machine, machineFormat, paint, table, type Io, type OutputFormat } from './output.js';
 
 export interface StatusOptions {
   /** Kube contexts to ask; empty means the current context (unless allContexts). */
@@ -435,7 +435,8 @@ export async function status(opts: StatusOptions, io: Io, deps: StatusDeps = {})
     io.err(`error: ${err.describe()}`);
     return EXIT.usage;
   }
-  if (opts.output === 'json') io.out(json({ clusters }));
+  const format = machineFormat(opts.output);
+  if (format) io.out(machine({ clusters }, format));
   else printStatus(clusters, io);
   return statusExitCode(clusters);
 }

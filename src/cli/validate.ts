@@ -11,7 +11,7 @@ import { computePlan, type PlanOptions } from './plan.js';
 import { AgeKeyError } from '../resolve/age-key.js';
 import { chartAuthOption, loadKeys, outputOption, pathOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
-import { json, paint, type Io } from './output.js';
+import { machine, machineFormat, paint, type Io, type OutputFormat } from './output.js';
 
 interface ValidateOptions {
   repo: string;
@@ -20,7 +20,7 @@ interface ValidateOptions {
   render: boolean;
   ageKeyFile?: string;
   chartAuthFile?: string;
-  output?: 'text' | 'json';
+  output?: OutputFormat;
 }
 
 interface ClusterReport {
@@ -145,19 +145,23 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
     reports.push(report);
   }
   const all = dedupe([...general, ...reports.flatMap((r) => r.errors)]);
-  if (opts.output === 'json') {
+  const format = machineFormat(opts.output);
+  if (format) {
     io.out(
-      json({
-        ok: all.length === 0,
-        clusters: reports.map((r) => ({
-          name: r.name,
-          releases: r.releases,
-          errors: r.errors.map((e) => e.toJSON()),
-          warnings: r.warnings,
-        })),
-        errors: all.map((e) => e.toJSON()),
-        warnings: reports.flatMap((r) => r.warnings.map((message) => ({ cluster: r.name, message }))),
-      }),
+      machine(
+        {
+          ok: all.length === 0,
+          clusters: reports.map((r) => ({
+            name: r.name,
+            releases: r.releases,
+            errors: r.errors.map((e) => e.toJSON()),
+            warnings: r.warnings,
+          })),
+          errors: all.map((e) => e.toJSON()),
+          warnings: reports.flatMap((r) => r.warnings.map((message) => ({ cluster: r.name, message }))),
+        },
+        format,
+      ),
     );
   } else {
     for (const e of general) io.out(`${paint(io, 'red', 'error')} ${describeError(e)}`);

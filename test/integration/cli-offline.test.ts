@@ -5,6 +5,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { ageKeygen } from '../rig/sops.js';
@@ -229,6 +230,21 @@ describe('mooring plan', () => {
     for (const s of secrets) {
       expect(r.stdout).not.toContain(s);
       expect(r.stdout).not.toContain(Buffer.from(s).toString('base64'));
+    }
+  });
+
+  it('prints the same document with -o yaml as with -o json, for plan, explain and validate', async () => {
+    const commands = [
+      ['plan', '--repo', EXAMPLE, '--cluster', 'dev-us-east', '--no-render'],
+      ['explain', '--repo', EXAMPLE, '--cluster', 'dev-us-east', '--release', 'web'],
+      ['validate', '--repo', EXAMPLE, '--no-render'],
+    ];
+    for (const args of commands) {
+      const json = await run([...args, '-o', 'json']);
+      const yaml = await run([...args, '-o', 'yaml']);
+      expect(yaml.code, yaml.stderr).toBe(json.code);
+      expect(yaml.stdout.trimStart().startsWith('{')).toBe(false);
+      expect(parseYaml(yaml.stdout)).toEqual(JSON.parse(json.stdout));
     }
   });
 
