@@ -462,21 +462,28 @@ export function createHelm(options: HelmOptions): Helm {
     return args;
   }
 
+  /** What an upgrade and its server-side dry run share: the same command up to its mode. */
+  function upgradeArgs(input: ChartSource & { release: string; namespace: string }): string[] {
+    return [
+      'upgrade',
+      input.release,
+      ...chartArgs(input),
+      '--install',
+      ...clusterFlags(input.namespace),
+      // Values come only from stdin; --reset-values stops helm from reusing the last
+      // release's values when ours happen to be empty.
+      '--values',
+      '-',
+      '--reset-values',
+    ];
+  }
+
   return {
     binary: options.binary,
 
     async upgradeInstall(input) {
       const args = [
-        'upgrade',
-        input.release,
-        ...chartArgs(input),
-        '--install',
-        ...clusterFlags(input.namespace),
-        // Values come only from stdin; --reset-values stops helm from reusing the last
-        // release's values when ours happen to be empty.
-        '--values',
-        '-',
-        '--reset-values',
+        ...upgradeArgs(input),
         '--timeout',
         `${input.timeoutSeconds}s`,
         // Helm 4 forces the watcher when rolling back on failure; say so on the command line.
@@ -538,19 +545,7 @@ export function createHelm(options: HelmOptions): Helm {
     },
 
     async renderOnServer(input) {
-      const args = [
-        'upgrade',
-        input.release,
-        ...chartArgs(input),
-        '--install',
-        ...clusterFlags(input.namespace),
-        '--values',
-        '-',
-        '--reset-values',
-        '--dry-run=server',
-        '--output',
-        'json',
-      ];
+      const args = [...upgradeArgs(input), '--dry-run=server', '--output', 'json'];
       const out = await run({
         args,
         input: valuesYaml(input.values),
