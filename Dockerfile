@@ -1,5 +1,8 @@
 # syntax=docker/dockerfile:1
-# The mooring agent's image. Two stages:
+# The mooring agent's image. Three stages:
+#   leash    builds tools/mooring-leash, a static Go program of a few lines that makes every
+#            helm process die with the agent (Linux's parent-death signal), even when only
+#            the agent's PID gets SIGKILL; the agent finds it next to helm
 #   build    compiles the TypeScript and assembles the runtime layout with
 #            scripts/lib/image-layout.mjs (production node_modules, dist/, the CRDs and
 #            approval policy the agent applies, and helm from the same npm package the
@@ -12,6 +15,12 @@
 
 # The Node.js line of package.json's engines that the tests run on (scripts/setup.mjs).
 ARG NODE_MAJOR=24
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION}-bookworm AS leash
+WORKDIR /src
+COPY tools/mooring-leash ./
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /mooring-leash .
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
 RUN apt-get update \
@@ -25,6 +34,7 @@ COPY src ./src
 COPY bin ./bin
 COPY charts/mooring ./charts/mooring
 COPY scripts/lib/image-layout.mjs scripts/lib/zip.mjs ./scripts/lib/
+COPY --from=leash /mooring-leash ./.tools/bin/mooring-leash
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json \
  && node scripts/lib/image-layout.mjs /out
 

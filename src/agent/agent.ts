@@ -114,6 +114,11 @@ export interface AgentDeps {
   /** Suspension and reconcile requests (MooringAgent and MooringRelease objects). */
   controls?: Controls;
   metrics?: AgentMetrics;
+  /**
+   * Asked right before every helm process: undefined while this replica may run helm, else
+   * why not (see ConvergeDeps.mayRunHelm). The CLI wires it to the leader lease.
+   */
+  mayRunHelm?: () => string | undefined;
   now?: () => number;
   random?: () => number;
   log?: {
@@ -437,6 +442,9 @@ export class Agent {
       now: this.now,
       root: snapshot.dir,
       cluster: config.cluster,
+      agentNamespace: config.namespace,
+      replica: config.identity,
+      ...(this.deps.mayRunHelm ? { mayRunHelm: this.deps.mayRunHelm } : {}),
       prune: config.prune,
       concurrency: config.concurrency,
       ...(signal ? { signal } : {}),
@@ -472,6 +480,9 @@ export class Agent {
       if (signal.aborted) break;
       if (this.triggered) continue;
       let delay = this.deps.config.intervalSeconds * 1000;
+      // A release waits for a pending helm revision: come back as soon as it may be recovered.
+      const retryAt = result.converge?.retryAt;
+      if (retryAt !== undefined) delay = Math.min(delay, Math.max(0, retryAt - this.now()) + 1000);
       if (result.outcome === 'source-error') {
         const backoff = Math.min(5000 * 2 ** Math.min(this.sourceFailures - 1, 10), 300_000);
         delay = Math.min(delay, backoff) * (0.5 + random() / 2);

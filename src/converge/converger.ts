@@ -17,6 +17,7 @@ import {
   type SecretMetadataLister,
   type StorageIndex,
 } from './helm-storage.js';
+import { agentMark, markLabels } from './marks.js';
 import { runInOrder } from './scheduler.js';
 
 export type ReleaseState =
@@ -80,6 +81,20 @@ export interface ConvergeDeps {
   /** The root of the checkout the plan was made from (local charts live there). */
   root: string;
   cluster: string;
+  /** The agent's namespace: with `cluster`, who made a helm revision (see marks.ts). */
+  agentNamespace: string;
+  /** This replica (the Lease identity), recorded on the revisions it makes. */
+  replica?: string;
+  /**
+   * Asked right before every helm process and every write to helm's storage: undefined when
+   * this replica may go on, else why not (the leader lease is no longer safely ours).
+   */
+  mayRunHelm?: () => string | undefined;
+  /**
+   * Seconds added to a pending revision's helm timeout before a new leader takes it as
+   * abandoned and recovers it (default 30): helm renders, applies and records around its wait.
+   */
+  pendingGraceSeconds?: number;
   prune: boolean;
   /** helm processes at once (upgrades, uninstalls); reading state and writing records runs wider. */
   concurrency: number;
@@ -98,6 +113,8 @@ export interface ReleaseOutcome {
   state: ReleaseState;
   error?: string;
   helmRevision?: number;
+  /** When this release can make progress again (a pending revision's helm may have ended). */
+  retryAt?: number;
 }
 
 export interface ConvergeResult {
@@ -105,13 +122,16 @@ export interface ConvergeResult {
   releases: ReleaseOutcome[];
   /** Every release ready (or pruned/orphaned/suspended), none failed or waiting. */
   converged: boolean;
+  /** The earliest time a waiting release can go on (ms since the epoch): the next pass is due then. */
+  retryAt?: number;
 }
 
 const SHUTDOWN = 'not started: the agent is shutting down';
+const PENDING_GRACE_SECONDS = 30;
+/** While a release waits for a pending revision, the agent looks at helm's storage this often. */
+const PENDING_RECHECK_SECONDS = 10;
 /** Releases observed and recorded at once, whatever `concurrency` allows for helm. */
 const BOOKKEEPING_CONCURRENCY = 16;
-
-const MANAGED_LABELS = (cluster: string) => ({ 'mooring.io/managed': 'true', 'mooring.io/cluster': cluster });
 
 export async function converge(
   plan: { releases: PlannedRelease[] },
@@ -181,7 +201,8 @@ export async function converge(
   const converged = outcomes.every(
     (o) => o.state === 'ready' || o.state === 'pruned' || o.state === 'orphaned' || o.state === 'suspended',
   );
-  return { revision, releases: outcomes, converged };
+  const retryAt = Math.min(...outcomes.map((o) => o.retryAt ?? Infinity));
+  return { revision, releases: outcomes, converged, ...(Number.isFinite(retryAt) ? { retryAt } : {}) };
 }
 
 async function convergeRelease(
@@ -213,16 +234,76 @@ async function convergeRelease(
     // `mooring reconcile`: try now, as if the last failure had not happened.
     const observed = record && (requested || deps.forgetBackoff) ? withoutBackoff(record) : record;
     let action = nextAction({
-      desired: { digest, revision },
-      helm: observe(stored),
+      desired: { digest, revision, agent: agentMark(deps.cluster, deps.agentNamespace) },
+      helm: observe(stored, {
+        timeoutSeconds: release.resolved!.release.timeoutSeconds,
+        graceSeconds: deps.pendingGraceSeconds ?? PENDING_GRACE_SECONDS,
+      }),
       ...(observed ? { record: observed } : {}),
       prune: deps.prune,
       now: deps.now(),
     });
 
+    if (action.kind === 'wait-pending') {
+      const latest = stored[stored.length - 1]!;
+      const error =
+        `helm revision ${latest.revision} is ${action.from}: the helm process that started it may still ` +
+        `be running; waiting until ${iso(action.until)} (its start plus its timeout) before recovering it`;
+      if (!alreadyReported(record, 'waiting', revision, error)) {
+        await deps.records.update(name, { ...base, state: 'waiting', lastError: error });
+        deps.log?.warn(
+          { release: name, revision: latest.revision, from: action.from, until: iso(action.until) },
+          'waiting for a pending helm revision',
+        );
+      }
+      // Look again before the deadline too: helm may finish (and say so in its storage) earlier.
+      const retryAt = Math.min(action.until, deps.now() + PENDING_RECHECK_SECONDS * 1000);
+      return { name, action: 'wait-pending', state: 'waiting', error, retryAt };
+    }
+
+    if (action.kind === 'record') {
+      // This agent made the deployed revision for this very desired state, then stopped
+      // before writing it down: record it rather than upgrade a second time.
+      const latest = observe(stored)!;
+      await deps.records.update(name, {
+        ...base,
+        state: 'ready',
+        managed: true,
+        deployedRevision: revision,
+        deployedDigest: digest,
+        helmRevision: latest.revision,
+        helmStatus: latest.status,
+        lastError: null,
+        failedDigest: null,
+        failures: 0,
+        retryAt: null,
+        lastSuccessAt: iso(deps.now()),
+      });
+      deps.events.emit(
+        name,
+        'Normal',
+        'Converged',
+        `helm revision ${latest.revision}, made by this agent for revision ${short(revision)} before a restart, recorded without running helm again`,
+      );
+      deps.log?.info(
+        { release: name, revision, helmRevision: latest.revision, action: 'record' },
+        'converged',
+      );
+      return { name, action: 'record', state: 'ready', helmRevision: latest.revision };
+    }
+
     if (action.kind === 'unlock') {
+      const notLeader = deps.mayRunHelm?.();
+      if (notLeader !== undefined) return { name, action: 'blocked', state: 'waiting', error: notLeader };
       // The release data is needed to rewrite it: read this release's Secrets in full.
-      const latest = (await listRevisions(deps.core, release.namespace, name)).at(-1)!;
+      const latest = (await listRevisions(deps.core, release.namespace, name)).at(-1);
+      const indexed = stored[stored.length - 1]!;
+      if (latest?.revision !== indexed.revision || latest.status !== indexed.status) {
+        // helm's storage moved since the pass read its index (the helm process finished after
+        // all, or another one started): decide again from what it says now, next pass.
+        const error = `helm revision ${indexed.revision} changed while mooring looked at it; looking again`;
+        return { name, action: 'blocked', state: 'waiting', error, retryAt: deps.now() };
+      }
       await unlockPending(
         deps.core,
         latest,
@@ -276,9 +357,15 @@ async function convergeRelease(
       freeSlot();
       return { name, action: 'blocked', state: 'waiting', error: SHUTDOWN };
     }
+    // The last moment before helm starts: a replica whose lease may be taken starts nothing.
+    const notLeader = deps.mayRunHelm?.();
+    if (notLeader !== undefined) {
+      freeSlot();
+      return { name, action: 'blocked', state: 'waiting', error: notLeader };
+    }
     let upgraded: Upgraded;
     try {
-      upgraded = await runUpgrade(release, revision, deps, base);
+      upgraded = await runUpgrade(release, revision, deps, base, stored);
     } finally {
       freeSlot();
     }
@@ -304,8 +391,10 @@ async function runUpgrade(
   revision: string,
   deps: ConvergeDeps,
   base: RecordPatch,
+  stored: readonly RevisionLabels[],
 ): Promise<Upgraded> {
   const name = release.name;
+  const digest = release.digest!;
   const resolved = release.resolved!;
   // Written while helm starts, so the record does not delay the upgrade; awaited before
   // helm's outcome is handed on, so 'progressing' can never land after that outcome.
@@ -330,7 +419,15 @@ async function runUpgrade(
       // Git is the authority: fields someone took over by hand (kubectl edit) go back to helm.
       forceConflicts: true,
       createNamespace: resolved.release.createNamespace,
-      labels: MANAGED_LABELS(deps.cluster),
+      labels: markLabels({
+        cluster: deps.cluster,
+        namespace: deps.agentNamespace,
+        ...(deps.replica !== undefined ? { replica: deps.replica } : {}),
+        digest,
+        revision,
+        timeoutSeconds: resolved.release.timeoutSeconds,
+        helmRevision: (stored[stored.length - 1]?.revision ?? 0) + 1,
+      }),
       description: `mooring ${short(revision)}`,
       // Not deps.signal: on shutdown the upgrade in flight finishes (within the grace period
       // the helm adapter enforces); only a lost lease cancels it.
@@ -462,6 +559,8 @@ async function removeRelease(
     const helm = observe(storage.revisions(record.namespace, name));
     const action = nextAction({ helm, record, prune: deps.prune, now: deps.now() });
     if (action.kind === 'uninstall') {
+      const notLeader = deps.mayRunHelm?.();
+      if (notLeader !== undefined) return { name, action: 'blocked', state: 'waiting', error: notLeader };
       await deps.helm.uninstall(name, record.namespace, {
         wait: true,
         timeoutSeconds: 300,

@@ -8,7 +8,8 @@ import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { isForbidden, type RawObjectApi } from '../kube/client.js';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { HelmObservation } from './decide.js';
-import type { HelmReleaseStatus } from './helm.js';
+import { PENDING_STATES, type HelmReleaseStatus } from './helm.js';
+import { pendingDeadline, readMark, type RevisionMetadata } from './marks.js';
 
 export interface StoredRevision {
   name: string;
@@ -51,6 +52,10 @@ export interface RevisionLabels {
   namespace: string;
   revision: number;
   status: HelmReleaseStatus;
+  /** All the Secret's labels: helm's, and mooring's marks (`marks.ts`). */
+  labels: Record<string, string>;
+  /** When the Secret was created: when helm started the revision. */
+  creationTimestamp?: string;
 }
 
 /** The metadata of one object, as a metadata-only LIST returns it. */
@@ -58,6 +63,7 @@ export interface ObjectMetadata {
   name?: string;
   namespace?: string;
   labels?: Record<string, string>;
+  creationTimestamp?: string;
 }
 
 /**
@@ -120,6 +126,8 @@ export async function readStorageIndex(
       namespace: meta.namespace,
       revision,
       status: (meta.labels?.status ?? 'unknown') as HelmReleaseStatus,
+      labels: meta.labels ?? {},
+      ...(meta.creationTimestamp ? { creationTimestamp: meta.creationTimestamp } : {}),
     });
     byRelease.set(key, revisions);
   }
@@ -127,17 +135,41 @@ export async function readStorageIndex(
   return { revisions: (namespace, release) => byRelease.get(`${namespace}/${release}`) ?? [] };
 }
 
-/** The latest revision and the last deployed one, as `nextAction` wants them. */
+export interface ObserveOptions {
+  /** For a pending revision mooring did not mark: the helm timeout to assume (seconds). */
+  timeoutSeconds: number;
+  /** Added to a pending revision's timeout before it counts as abandoned (seconds). */
+  graceSeconds: number;
+}
+
+/** A revision's labels and creation time, from the index or from a full read. */
+function revisionMetadata(revision: RevisionLabels | StoredRevision): RevisionMetadata {
+  return 'secret' in revision ? (revision.secret.metadata ?? {}) : revision;
+}
+
+/**
+ * The latest revision and the last deployed one, as `nextAction` wants them, with mooring's
+ * mark and, for a pending revision, until when its helm process may still run.
+ */
 export function observe(
-  revisions: readonly Pick<StoredRevision, 'revision' | 'status'>[],
+  revisions: readonly (RevisionLabels | StoredRevision)[],
+  options?: ObserveOptions,
 ): HelmObservation | undefined {
   const latest = revisions[revisions.length - 1];
   if (!latest) return undefined;
   const deployed = [...revisions].reverse().find((r) => r.status === 'deployed' || r.status === 'superseded');
+  const metadata = revisionMetadata(latest);
+  const mark = readMark(metadata.labels);
+  const pendingUntil =
+    options && PENDING_STATES.includes(latest.status)
+      ? pendingDeadline(metadata, options.timeoutSeconds, options.graceSeconds)
+      : undefined;
   return {
     revision: latest.revision,
     status: latest.status,
     ...(deployed ? { lastDeployedRevision: deployed.revision } : {}),
+    ...(mark ? { mark } : {}),
+    ...(pendingUntil !== undefined ? { pendingUntil } : {}),
   };
 }
 

@@ -5,7 +5,7 @@
 // and stderr a user needs, with known secret strings redacted.
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants } from 'node:fs';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { stringify as toYaml } from 'yaml';
 import { MooringError } from '../errors.js';
@@ -170,6 +170,11 @@ export type HelmExec = (
 export interface HelmOptions {
   /** Absolute path of the helm binary (see `resolveHelm`). */
   binary: string;
+  /**
+   * The `mooring-leash` wrapper (see `findLeash`): every helm process is started through it,
+   * so that it dies with this process even when only this PID gets SIGKILL.
+   */
+  leash?: string;
   kubeconfig?: string;
   kubeContext?: string;
   /** Environment for helm; defaults to this process's environment. */
@@ -323,6 +328,22 @@ export function resolveHelm(
   );
 }
 
+/** The wrapper that ties a helm process's life to the agent's (tools/mooring-leash). */
+export const LEASH_BINARY = 'mooring-leash';
+
+/**
+ * Finds `mooring-leash` next to the helm binary (where setup and the image put it), on
+ * Linux only: it relies on the parent-death signal, which only Linux has.
+ */
+export function findLeash(
+  helmBinary: string,
+  options: { platform?: NodeJS.Platform; isExecutable?: (path: string) => boolean } = {},
+): string | undefined {
+  if ((options.platform ?? process.platform) !== 'linux') return undefined;
+  const path = join(dirname(helmBinary), LEASH_BINARY);
+  return (options.isExecutable ?? defaultIsExecutable)(path) ? path : undefined;
+}
+
 function defaultIsExecutable(path: string): boolean {
   try {
     accessSync(path, fsConstants.X_OK);
@@ -397,7 +418,13 @@ export function createHelm(options: HelmOptions): Helm {
     const signal =
       signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
     options.onSpawn?.(r.args);
-    const result = await exec(options.binary, r.args, {
+    // Through the leash, the process is still helm (it execs), with the same PID: timeouts
+    // and cancellation reach helm itself.
+    const [file, args] =
+      options.leash === undefined
+        ? [options.binary, r.args]
+        : [options.leash, [String(process.pid), options.binary, ...r.args]];
+    const result = await exec(file, args, {
       ...(r.input === undefined ? {} : { input: r.input }),
       env,
       timeoutMs: r.timeoutMs,

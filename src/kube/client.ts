@@ -148,6 +148,7 @@ export interface ObjectMetadataItem {
   namespace?: string;
   labels?: Record<string, string>;
   resourceVersion?: string;
+  creationTimestamp?: string;
 }
 
 /**

@@ -238,6 +238,13 @@ function describeAction(action: ReturnType<typeof nextAction>): [ReleaseAction, 
       return ['upgrade', `helm left the release ${action.from}; it is recovered, then upgraded`];
     case 'wait':
       return ['upgrade', 'the last attempt failed; retried once approved'];
+    case 'wait-pending':
+      return [
+        'upgrade',
+        `helm left the release ${action.from} and may still run; recovered after its timeout`,
+      ];
+    case 'record':
+      return ['none', 'deployed by this agent before a restart; recorded without running helm'];
     case 'none':
       return ['none', 'up to date'];
     case 'uninstall':

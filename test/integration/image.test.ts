@@ -16,6 +16,8 @@ interface LayoutModule {
   RUNTIME_FILES: string[];
   BUILD_INPUTS: string[];
   HELM_IN_LAYOUT: string;
+  LEASH_BUILT: string;
+  LEASH_IN_LAYOUT: string;
 }
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LAYOUT_SCRIPT = join(ROOT, 'scripts', 'lib', 'image-layout.mjs');
@@ -80,6 +82,17 @@ describe('the Dockerfile', () => {
     const runtime = instructions.filter((i) => i.stage === 'runtime');
     expect(runtime[0]!.args).toMatch(/distroless\/nodejs\$\{NODE_MAJOR\}-debian12:nonroot/);
     expect(instructions.find((i) => i.keyword === 'ARG')?.args).toBe('NODE_MAJOR=24');
+    // The leash is built from this repository's source in its own stage, where the layout script looks for it.
+    const leash = instructions.filter((i) => i.stage === 'leash');
+    expect(leash.find((i) => i.keyword === 'COPY')?.args).toBe('tools/mooring-leash ./');
+    expect(
+      instructions.some(
+        (i) =>
+          i.stage === 'build' &&
+          i.keyword === 'COPY' &&
+          i.args === `--from=leash /mooring-leash ./${layout.LEASH_BUILT}`,
+      ),
+    ).toBe(true);
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       engines: { node: string };
     };
@@ -251,6 +264,12 @@ describe('the image layout, started', () => {
       extendEnv: false,
     });
     expect(version.stdout).toMatch(/^v4\./);
+    // mooring-leash next to helm: a static program, so it runs on distroless.
+    const leash = await execa(join(app, layout.LEASH_IN_LAYOUT), [], { reject: false });
+    expect(leash.stderr).toContain('usage: mooring-leash PARENT_PID COMMAND');
+    expect(join(app, layout.LEASH_IN_LAYOUT)).toBe(
+      join(app, dirname(layout.HELM_IN_LAYOUT), 'mooring-leash'),
+    );
   });
 
   it('runs `mooring run --once` against the cluster, writing nothing outside /tmp', async () => {

@@ -106,6 +106,7 @@ function world() {
     now: () => Date.parse('2026-01-01T00:00:00Z'),
     root: '/repo',
     cluster: 'test',
+    agentNamespace: 'mooring-system',
     prune: false,
     concurrency: 4,
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextAction, retryDelaySeconds } from '../../src/converge/decide.js';
+import { digestLabel, nextAction, retryDelaySeconds } from '../../src/converge/decide.js';
 
 const desired = { digest: 'sha256:new', revision: 'abc' };
 const now = 1_000_000;
@@ -50,6 +50,58 @@ describe('nextAction', () => {
         from: status,
       });
     }
+  });
+
+  it('leaves a pending revision alone while its helm process may still run, then unlocks it', () => {
+    const helm = { revision: 2, status: 'pending-upgrade' as const, pendingUntil: now + 30_000 };
+    expect(nextAction({ desired, helm, prune: false, now })).toEqual({
+      kind: 'wait-pending',
+      from: 'pending-upgrade',
+      until: now + 30_000,
+    });
+    expect(nextAction({ desired, helm, prune: false, now: now + 30_000 })).toEqual({
+      kind: 'unlock',
+      from: 'pending-upgrade',
+    });
+  });
+
+  describe("recognising this agent's own finished upgrade after a crash", () => {
+    const agent = 'mooring-system/prod';
+    const own = { desired: { ...desired, agent }, prune: false, now };
+    // The record still describes revision 3: the agent died before writing revision 4 down.
+    const record = { deployedDigest: 'sha256:old', helmRevision: 3, managed: true };
+    const mark = { agent, digest: digestLabel('sha256:new'), helmRevision: 4 };
+
+    it('records a deployed revision it marked for the desired digest, without helm', () => {
+      expect(nextAction({ ...own, helm: { revision: 4, status: 'deployed', mark }, record })).toEqual({
+        kind: 'record',
+      });
+    });
+
+    it('even when a failed attempt of that digest had scheduled a retry', () => {
+      const failed = { ...record, failedDigest: 'sha256:new', retryAt: now + 60_000 };
+      expect(nextAction({ ...own, helm: { revision: 4, status: 'deployed', mark }, record: failed })).toEqual(
+        { kind: 'record' },
+      );
+    });
+
+    it('upgrades when the mark is not its own, not for the desired digest, or copied into a later revision', () => {
+      const cases = [
+        { ...mark, agent: 'other-ns/prod' },
+        { ...mark, digest: digestLabel('sha256:old') },
+        // helm copies labels into the next revision (a manual `helm upgrade`, a rollback).
+        { ...mark, helmRevision: 3 },
+        { agent, digest: mark.digest },
+      ];
+      for (const m of cases) {
+        expect(
+          nextAction({ ...own, helm: { revision: 4, status: 'deployed', mark: m }, record }),
+        ).toMatchObject({ kind: 'upgrade' });
+      }
+      expect(nextAction({ ...own, helm: { revision: 4, status: 'failed', mark }, record })).toMatchObject({
+        kind: 'upgrade',
+      });
+    });
   });
 
   it('waits before retrying the same failed desired state, then retries', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import {
   createHelm,
+  findLeash,
   HelmError,
   resolveHelm,
   type HelmExec,
@@ -544,6 +545,43 @@ describe('resolveHelm', () => {
     })();
     expect(err?.message).toBe('helm was not found on PATH');
     expect(err?.hint).toMatch(/MOORING_HELM/);
+  });
+});
+
+describe('the leash (helm dies with the agent)', () => {
+  it('starts every helm process as `mooring-leash <our pid> <helm> ARGS`; errors still show the helm command', async () => {
+    const { exec, calls } = fakeExec(
+      { stdout: releaseJson() },
+      { exitCode: 1, stderr: 'Error: UPGRADE FAILED: boom' },
+    );
+    const spawned: (readonly string[])[] = [];
+    const helm = createHelm({
+      binary: '/opt/helm',
+      leash: '/opt/mooring-leash',
+      exec,
+      onSpawn: (a) => spawned.push(a),
+    });
+    await helm.upgradeInstall(upgradeInput);
+    const err = await helm.upgradeInstall(upgradeInput).catch((e: unknown) => e as HelmError);
+
+    expect(calls[0]?.file).toBe('/opt/mooring-leash');
+    expect(calls[0]?.args.slice(0, 4)).toEqual([String(process.pid), '/opt/helm', 'upgrade', 'web']);
+    expect(spawned[0]?.slice(0, 2)).toEqual(['upgrade', 'web']);
+    expect((err as HelmError).command).toMatch(/^helm upgrade web /);
+  });
+
+  it('is found next to helm, on Linux only', () => {
+    const at =
+      (...paths: string[]) =>
+      (p: string) =>
+        paths.includes(p);
+    expect(
+      findLeash('/opt/tools/helm', { platform: 'linux', isExecutable: at('/opt/tools/mooring-leash') }),
+    ).toBe('/opt/tools/mooring-leash');
+    expect(
+      findLeash('/opt/tools/helm', { platform: 'linux', isExecutable: at('/usr/bin/mooring-leash') }),
+    ).toBe(undefined);
+    expect(findLeash('/opt/tools/helm', { platform: 'darwin', isExecutable: () => true })).toBe(undefined);
   });
 });
 

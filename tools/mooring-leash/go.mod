@@ -1,0 +1,3 @@
+module mooring.dev/tools/mooring-leash
+
+go 1.22
