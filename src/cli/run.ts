@@ -12,17 +12,18 @@ import { redactUrl } from '../source/credentials.js';
 import type { ConvergeResult, RecordPatch } from '../converge/converger.js';
 import { createGate } from '../gate/gate.js';
 import { ensureApprovalPolicy } from '../gate/policy.js';
-import { createHelm } from '../converge/helm.js';
+import { createHelm, findLeash, LEASH_BINARY } from '../converge/helm.js';
 import { secretMetadataLister } from '../converge/helm-storage.js';
 import { describeError, MooringError } from '../errors.js';
 import {
+  apiErrorMessage,
   createKubeClients,
   isAlreadyExists,
   isNotFound,
   loadKubeConfig,
   type KubeClients,
 } from '../kube/client.js';
-import { createLeaderElector } from '../kube/lease.js';
+import { createLeaderElector, type LeaderElector } from '../kube/lease.js';
 import { agentObjectRef, createAgentControl } from '../observe/agent-object.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createDriftChecker, loadIgnoreFile } from '../observe/drift/index.js';
@@ -66,6 +67,7 @@ export async function buildAgent(
   onHelmSpawn?: (args: readonly string[]) => void,
   /** The chart source's clock (tests move it past --chart-interval). */
   clock?: () => number,
+  mayRunHelm?: () => string | undefined,
 ) {
   // Local configuration first: a key that cannot load is exit 2 before any cluster is asked.
   const keys = await loadAgeKeys({
@@ -87,8 +89,17 @@ export async function buildAgent(
   await ensureCrds(clients);
 
   const metrics = createMetrics();
+  const helmBinary = findHelm(env);
+  const leash = findLeash(helmBinary);
+  if (!leash && process.platform === 'linux') {
+    log.warn(
+      { helm: helmBinary },
+      `no ${LEASH_BINARY} next to helm: a helm process may outlive the agent if only the agent is killed (kill -9); the next leader then waits for its timeout before recovering the release`,
+    );
+  }
   const helm = createHelm({
-    binary: findHelm(env),
+    binary: helmBinary,
+    ...(leash ? { leash } : {}),
     ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
     ...(config.context ? { kubeContext: config.context } : {}),
     // Discovery and OpenAPI documents, kept between helm processes (see docs/agent.md).
@@ -243,6 +254,7 @@ export async function buildAgent(
       log: log.child({ component: 'drift' }),
     }),
     metrics,
+    ...(mayRunHelm ? { mayRunHelm } : {}),
     log,
   });
   return { agent, clients, metrics, status, events, notifier, git, helm, charts, controls };
@@ -324,9 +336,15 @@ export async function runAgent(
     log.error({ err: describeError(err) }, 'cannot start the agent');
     return EXIT.usage;
   }
+  // Checked right before every helm process: only a replica whose lease is fresh starts one.
+  const lease: { elector?: LeaderElector } = {};
+  const mayRunHelm = (): string | undefined =>
+    lease.elector && !lease.elector.isLeader()
+      ? 'not started: this replica does not hold a fresh leader lease'
+      : undefined;
   let built;
   try {
-    built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn, hooks.clock);
+    built = await buildAgent(config, env, log, kill.signal, hooks.onHelmSpawn, hooks.clock, mayRunHelm);
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot start the agent');
     // An age key that cannot be loaded is local configuration, like a bad flag.
@@ -361,6 +379,7 @@ export async function runAgent(
         },
       })
     : undefined;
+  lease.elector = elector;
 
   if (config.once) {
     if (elector && !(await waitForLease(elector, stop.signal, { acquire: true, timeoutMs: 30_000 }))) {
@@ -401,13 +420,17 @@ export async function runAgent(
     }
   }
 
+  const apiReachable = apiProbe(clients, config.namespace);
   const webhookSecret = config.webhookSecretFile;
   const listening = config.listen
     ? startServer(config.listen, {
         health: () => agent.health(),
         // A standby replica is ready: it is healthy and waiting for the Lease. Otherwise a
-        // rolling update or a drain would wait forever for a pod that cannot lead yet.
-        readiness: () => (elector && !elector.isLeader() ? undefined : agent.readiness()),
+        // rolling update or a drain would wait forever for a pod that cannot lead yet. Either
+        // way a replica that cannot reach the API server is not ready.
+        readiness: async () =>
+          (elector && !elector.isLeader() ? undefined : agent.readiness()) ?? (await apiReachable()),
+        onWebhookRefused: (reason) => metrics.webhookRefused(reason),
         metrics: () => metrics.render(),
         ...(webhookSecret
           ? {
@@ -480,6 +503,49 @@ export async function runAgent(
     log.info({}, 'mooring agent stopped');
   }
   return EXIT.ok;
+}
+
+/** Seconds /readyz waits for the API server before it answers "not ready". */
+const API_PROBE_TIMEOUT_MS = 3000;
+
+/**
+ * Whether the API server answers: one cheap request (the agent's namespace), shared by
+ * probes that arrive together and reused for a second, so a busy kubelet costs little.
+ */
+function apiProbe(clients: KubeClients, namespace: string): () => Promise<string | undefined> {
+  let last: { at: number; problem: string | undefined } | undefined;
+  let inFlight: Promise<string | undefined> | undefined;
+  const probe = async (): Promise<string | undefined> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(
+        () => resolve(`the Kubernetes API server did not answer within ${API_PROBE_TIMEOUT_MS / 1000}s`),
+        API_PROBE_TIMEOUT_MS,
+      );
+    });
+    const answer = clients.core.readNamespace({ name: namespace }).then(
+      () => undefined,
+      (err: unknown) =>
+        // Any HTTP answer means the server is there; only a failure to talk to it counts.
+        typeof (err as { code?: unknown }).code === 'number'
+          ? undefined
+          : `cannot reach the Kubernetes API server: ${apiErrorMessage(err)}`,
+    );
+    try {
+      return await Promise.race([answer, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  return () => {
+    if (last && Date.now() - last.at < 1000) return Promise.resolve(last.problem);
+    inFlight ??= probe().then((problem) => {
+      last = { at: Date.now(), problem };
+      inFlight = undefined;
+      return problem;
+    });
+    return inFlight;
+  };
 }
 
 /**

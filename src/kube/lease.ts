@@ -34,6 +34,11 @@ export interface LeaderElectionOptions {
 
 export interface LeaderElector {
   readonly identity: string;
+  /**
+   * True while we lead *and* our last successful renewal is younger than the renew deadline,
+   * by the clock, not by the last attempt's answer: a replica whose event loop or API calls
+   * stalled stops counting as leader before its lease can expire for the others.
+   */
   isLeader(): boolean;
   /** One attempt to acquire or renew the lease; true while we lead. */
   tryAcquireOrRenew(): Promise<boolean>;
@@ -156,12 +161,18 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   }
 
   async function tryAcquireOrRenew(): Promise<boolean> {
+    // The lease we write says renewTime = the start of the attempt, and others time its
+    // expiry from when they see it, never earlier: count our lease from the start too.
+    const started = clock();
     const result = await attempt();
-    const now = clock();
-    if (result === 'leading') startLeading(now);
+    if (result === 'leading') startLeading(started);
     else if (result === 'held-by-other') stopLeading();
     // An API error does not end leadership at once, only once the renew deadline has passed.
-    else if (leading && now - lastRenewAt >= renewDeadlineMs) stopLeading();
+    return isLeader();
+  }
+
+  function isLeader(): boolean {
+    if (leading && clock() - lastRenewAt >= renewDeadlineMs) stopLeading();
     return leading;
   }
 
@@ -196,7 +207,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
 
   return {
     identity,
-    isLeader: () => leading,
+    isLeader,
     tryAcquireOrRenew,
     release,
     async run(signal) {

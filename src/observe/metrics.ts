@@ -1,6 +1,7 @@
 // Prometheus metrics for one agent: its own registry (never prom-client's global one), so
 // that several agents or tests in one process do not share counters. Labels carry only
 // names mooring chose (release, state, outcome, command), never values from Git.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReleaseState } from './status.js';
 
@@ -40,6 +41,8 @@ export interface MooringMetrics {
   driftChecked(result: { drifted: number; corrected: number; failed: number }, at: number): void;
   setPendingApprovals(count: number): void;
   setLeader(leading: boolean): void;
+  /** A webhook delivery was refused: `too-large` (by its size) or `unverified` (signature). */
+  webhookRefused(reason: 'too-large' | 'unverified'): void;
   /** The exposition text for /metrics. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -144,6 +147,29 @@ export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
     registers,
   });
 
+  const webhookRefusals = new Counter({
+    name: 'mooring_webhook_refused_total',
+    help: 'Webhook deliveries refused, by reason (too-large, unverified).',
+    labelNames: ['reason'],
+    registers,
+  });
+  // The longest the event loop was blocked since the last scrape, so that no stall falls
+  // between two scrapes: lease renewals and the leader check run on this loop.
+  const loopDelay = options.processMetrics === false ? undefined : monitorEventLoopDelay({ resolution: 10 });
+  loopDelay?.enable();
+  new Gauge({
+    name: 'mooring_event_loop_lag_seconds',
+    help: 'Longest event-loop delay since the previous scrape (lease renewal and the leader check wait this long).',
+    registers,
+    collect() {
+      if (!loopDelay) return;
+      // The histogram's max is in nanoseconds; with no sample yet it reads 0.
+      this.set(loopDelay.count === 0 ? 0 : loopDelay.max / 1e9);
+      loopDelay.reset();
+    },
+  });
+  for (const reason of ['too-large', 'unverified']) webhookRefusals.inc({ reason }, 0);
+
   for (const state of RELEASE_STATES) releases.set({ state }, 0);
   pendingApprovals.set(0);
   leader.set(0);
@@ -188,6 +214,9 @@ export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
     },
     setLeader(leading) {
       leader.set(leading ? 1 : 0);
+    },
+    webhookRefused(reason) {
+      webhookRefusals.inc({ reason });
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };

@@ -18,17 +18,7 @@ import * as fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import {
-  checkout,
-  fetch as gitFetch,
-  init,
-  listServerRefs,
-  readCommit,
-  readTree,
-  resolveRef,
-  setConfig,
-  type HttpClient,
-} from 'isomorphic-git';
+import { init, listServerRefs, setConfig, type HttpClient } from 'isomorphic-git';
 import { MooringError } from '../errors.js';
 import {
   basicAuthHeader,
@@ -38,6 +28,7 @@ import {
   type GitCredentials,
 } from './credentials.js';
 import { explainGitFailure, GitSourceError, isTransportFailure } from './errors.js';
+import { gitWorkerFile, inThreadGitOps, workerGitOps, type GitOps } from './git-ops.js';
 import { createHttpClient, emptyStats, type TransferStats } from './http-client.js';
 import { lsRefsBranch } from './ls-refs.js';
 import { createSshClient, parseSshUrl, SSH_PLACEHOLDER_URL, type SshRemote } from './ssh-transport.js';
@@ -117,6 +108,8 @@ export interface SourceStatus {
 
 interface Session {
   http: HttpClient;
+  /** fetch and checkout: on a worker thread unless the client was injected or speaks SSH. */
+  git: GitOps;
   headers: Record<string, string>;
   credentials: GitCredentials | undefined;
   doing: string;
@@ -329,6 +322,7 @@ export class GitSource {
     });
     let s: Session | undefined;
     let close = () => {};
+    let git: GitOps | undefined;
     try {
       this.opened ??= this.store.open().catch((err: unknown) => {
         this.opened = undefined; // try again on the next operation
@@ -356,9 +350,20 @@ export class GitSource {
         });
         close = () => client.close();
         http = client;
+        const workerFile = gitWorkerFile();
+        if (workerFile) {
+          git = workerGitOps(
+            workerFile,
+            { gitWorker: true, ...(ca ? { ca } : {}), timeoutMs: this.timeoutMs },
+            this.transfer,
+          );
+        }
       }
+      // An injected client and the SSH client (one connection of this thread) stay here.
+      git ??= inThreadGitOps(http);
       s = {
         http,
+        git,
         headers: {
           'user-agent': USER_AGENT,
           ...(credentials ? { Authorization: basicAuthHeader(credentials) } : {}),
@@ -378,6 +383,7 @@ export class GitSource {
       throw failure;
     } finally {
       close();
+      git?.close();
     }
   }
 
@@ -422,12 +428,8 @@ export class GitSource {
   private async fetchBranch(s: Session, expected: string): Promise<Snapshot> {
     const incoming = await this.store.begin();
     try {
-      const cache = {};
       await this.initGitdir(incoming.gitdir);
-      const fetched = await gitFetch({
-        fs,
-        cache,
-        http: s.http,
+      const fetched = await s.git.fetch({
         gitdir: incoming.gitdir,
         url: this.url,
         ref: this.branch,
@@ -446,7 +448,7 @@ export class GitSource {
         );
       }
       s.doing = 'checking out';
-      await this.checkoutVerified(incoming, revision, cache);
+      await this.checkoutVerified(s, incoming, revision);
       return await this.store.publish(incoming, revision);
     } catch (err) {
       await this.store.discard(incoming);
@@ -461,13 +463,9 @@ export class GitSource {
   private async fetchRevision(s: Session, revision: string): Promise<Snapshot> {
     let incoming = await this.store.begin();
     try {
-      const cache = {};
       try {
         await this.initGitdir(incoming.gitdir);
-        await gitFetch({
-          fs,
-          cache,
-          http: s.http,
+        await s.git.fetch({
           gitdir: incoming.gitdir,
           url: this.url,
           ref: revision,
@@ -476,9 +474,9 @@ export class GitSource {
           tags: false,
           headers: { ...s.headers },
         });
-        if (await hasCommit(incoming.gitdir, revision, cache)) {
+        if (await s.git.hasCommit({ gitdir: incoming.gitdir, oid: revision })) {
           s.doing = 'checking out';
-          await this.checkoutVerified(incoming, revision, cache);
+          await this.checkoutVerified(s, incoming, revision);
           return await this.store.publish(incoming, revision);
         }
       } catch (err) {
@@ -499,12 +497,8 @@ export class GitSource {
       await this.store.discard(incoming);
       incoming = await this.store.begin();
       await this.initGitdir(incoming.gitdir);
-      const deepenCache = {};
       for (const depth of deepening(this.maxDepth)) {
-        await gitFetch({
-          fs,
-          cache: deepenCache,
-          http: s.http,
+        await s.git.fetch({
           gitdir: incoming.gitdir,
           url: this.url,
           ref: this.branch,
@@ -513,9 +507,9 @@ export class GitSource {
           tags: false,
           headers: { ...s.headers },
         });
-        if (await hasCommit(incoming.gitdir, revision, deepenCache)) {
+        if (await s.git.hasCommit({ gitdir: incoming.gitdir, oid: revision })) {
           s.doing = 'checking out';
-          await this.checkoutVerified(incoming, revision, deepenCache);
+          await this.checkoutVerified(s, incoming, revision);
           return await this.store.publish(incoming, revision);
         }
       }
@@ -547,16 +541,14 @@ export class GitSource {
    * commit. A commit without the `path` folder gives an empty snapshot: the agent then says
    * the folder is missing in that revision.
    */
-  private async checkoutVerified(incoming: Incoming, revision: string, cache: object): Promise<void> {
+  private async checkoutVerified(s: Session, incoming: Incoming, revision: string): Promise<void> {
     let filepaths: string[] | undefined;
     if (this.path) {
-      const tree = await pathTree(incoming.gitdir, revision, this.path, cache);
+      const tree = await s.git.pathTree({ gitdir: incoming.gitdir, oid: revision, filepath: this.path });
       this.pathTrees.set(revision, tree);
       filepaths = tree === null ? [] : [this.path];
     }
-    await checkout({
-      fs,
-      cache,
+    await s.git.checkout({
       dir: incoming.tree,
       gitdir: incoming.gitdir,
       ref: revision,
@@ -564,7 +556,7 @@ export class GitSource {
       track: false,
       ...(filepaths ? (filepaths.length ? { filepaths } : { noCheckout: true }) : {}),
     });
-    const head = await resolveRef({ fs, gitdir: incoming.gitdir, ref: 'HEAD' });
+    const head = await s.git.resolveRef({ gitdir: incoming.gitdir, ref: 'HEAD' });
     if (head !== revision) {
       throw new GitSourceError(
         'protocol',
@@ -597,26 +589,6 @@ function deepening(max: number): number[] {
   for (let d = 10; d < max; d *= 10) steps.push(d);
   steps.push(max);
   return steps;
-}
-
-async function hasCommit(gitdir: string, oid: string, cache: object): Promise<boolean> {
-  try {
-    await readCommit({ fs, gitdir, oid, cache });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The id of the tree at `path` in commit `oid`, or null when the commit has no such folder. */
-async function pathTree(gitdir: string, oid: string, path: string, cache: object): Promise<string | null> {
-  try {
-    return (await readTree({ fs, gitdir, oid, filepath: path, cache })).oid;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'NotFoundError' || code === 'ObjectTypeError') return null;
-    throw err;
-  }
 }
 
 async function readCaFile(path: string): Promise<string> {

@@ -122,6 +122,55 @@ describe('leader election', () => {
     expect(errors[0]).toMatch(/leader election on lease .*\/deadline: ECONNREFUSED/);
   });
 
+  it('a leader that could not renew in time (a stalled event loop) stops counting as leader before its lease can expire', async () => {
+    const { a, b, log, advance } = replicas('stalled');
+    await a.tryAcquireOrRenew();
+    expect(await b.tryAcquireOrRenew()).toBe(false);
+
+    // No attempt ran for 10 s: the renew deadline passed, 5 s before b may take the lease.
+    advance(10);
+    expect(a.isLeader()).toBe(false);
+    expect(await b.tryAcquireOrRenew()).toBe(false);
+
+    // Nobody took it meanwhile: a renews and leads again, and the Lease never changed hands.
+    expect(await a.tryAcquireOrRenew()).toBe(true);
+    expect(a.isLeader()).toBe(true);
+    expect(log).toEqual(['mooring-a leads', 'mooring-a stops', 'mooring-a leads']);
+    const lease = await readLease('stalled');
+    expect(lease.spec?.holderIdentity).toBe('mooring-a');
+    expect(lease.spec?.leaseTransitions).toBe(0);
+  });
+
+  it('counts the lease from the start of a renewal, not from when its slow answer arrived', async () => {
+    let now = Date.parse('2025-03-01T10:00:00Z');
+    // An API server that takes 3 s (by the clock) to answer each call.
+    const slow = new Proxy(clients.coordination, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          try {
+            return (await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)) as unknown;
+          } finally {
+            now += 3000;
+          }
+        };
+      },
+    }) as CoordinationV1Api;
+    const a = createLeaderElector({
+      coordination: slow,
+      namespace: ns,
+      name: 'slow-renewal',
+      identity: 'mooring-a',
+      clock: () => now,
+    });
+    // Read (not found) and create: 6 s.
+    expect(await a.tryAcquireOrRenew()).toBe(true);
+    // The lease says renewTime = the start; 10 s after it a is no longer sure, whatever the answer's time.
+    now += 4000;
+    expect(a.isLeader()).toBe(false);
+  });
+
   it('run() leads until its signal aborts, then releases the lease', async () => {
     const started = new AbortController();
     const shutdown = new AbortController();
