@@ -20,9 +20,14 @@ import {
 
 export type DriftMode = 'correct' | 'warn' | 'off';
 
-/** Ignore a field (JSON pointer) of matching objects when looking for drift. */
+/**
+ * Ignore drift of matching objects: a field (JSON pointer, and everything below it), or the
+ * fields that the named field managers own (Argo CD's `managedFieldsManagers`), or, with
+ * both, the fields under `path` that those managers own.
+ */
 export interface IgnoreRule {
-  path: string;
+  path?: string;
+  managedFieldsManagers?: string[];
   group?: string;
   kind?: string;
   name?: string;
@@ -89,15 +94,22 @@ export const DEFAULT_TIMEOUT = '5m';
 
 const JSON_POINTER = /^(\/([^~/]|~[01])*)+$/;
 
-const ignoreRule: Schema<IgnoreRule> = object(
-  {
+const ignoreRule: Schema<IgnoreRule> = refine(
+  object({
     path: str({ pattern: JSON_POINTER, patternHelp: 'a JSON pointer such as /spec/replicas' }),
+    managedFieldsManagers: list(
+      refine(str(), (v) => (v.trim() === '' ? 'a field manager name must not be empty' : undefined)),
+      { unique: true },
+    ),
     group: str(),
     kind: str(),
     name: str(),
     namespace: str(),
-  },
-  { required: ['path'] },
+  }),
+  (rule) =>
+    rule.path === undefined && (rule.managedFieldsManagers ?? []).length === 0
+      ? 'a rule needs a path, managedFieldsManagers, or both'
+      : undefined,
 ) as Schema<IgnoreRule>;
 
 export const ignoreRules = list(ignoreRule);

@@ -30,6 +30,11 @@ export interface DriftSummary {
   count: number;
   /** `<kind>/<namespace>/<name>:<field path>`; at most 50 are kept. */
   fields: string[];
+  /**
+   * The field managers (from managedFields, helm's own left out) that changed each of
+   * `fields`, for the fields where one is known; at most 50 are kept.
+   */
+  fieldManagers?: { field: string; managers: string[] }[];
   /** `<kind>/<namespace>/<name>`; at most 50 are kept. */
   deletedObjects: string[];
   /** The drift was restored (drift mode `correct`). */
@@ -367,6 +372,9 @@ function mergeStatus(
     status.drift = {
       ...drift,
       fields: (drift.fields ?? []).slice(0, DRIFT_LIST_LIMIT),
+      ...(drift.fieldManagers === undefined
+        ? {}
+        : { fieldManagers: drift.fieldManagers.slice(0, DRIFT_LIST_LIMIT) }),
       deletedObjects: (drift.deletedObjects ?? []).slice(0, DRIFT_LIST_LIMIT),
       ...(drift.failures === undefined ? {} : { failures: drift.failures.slice(0, DRIFT_LIST_LIMIT) }),
     };

@@ -18,7 +18,7 @@ import type { DriftMode, IgnoreRule, Release } from '../../src/model/releases.js
 import type { ClusterPlan } from '../../src/plan/cluster-plan.js';
 import type { ResolvedRelease } from '../../src/resolve/resolve.js';
 import { ensureCrds } from '../../src/observe/crds.js';
-import { createDriftChecker, type DriftCheckerDeps } from '../../src/observe/drift/index.js';
+import { createDriftChecker, loadIgnoreFile, type DriftCheckerDeps } from '../../src/observe/drift/index.js';
 import { createEventRecorder, type EventRecorder } from '../../src/observe/events.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { createStatusStore, type StatusStore } from '../../src/observe/status.js';
@@ -446,6 +446,91 @@ describe.each([
       'payments',
     );
     expect(await clients.core.readNamespacedSecret({ name: `${name}-db`, namespace })).toBeDefined();
+  });
+
+  it('names the field manager of each drifted field, and leaves the fields of a manager a rule names to it', async () => {
+    const release = await install(serverSide);
+    const { name, namespace } = release;
+    // A controller with its own field manager takes over a field the chart sets (server-side apply).
+    const controllerApplies = (greeting: string, force: boolean) =>
+      execa(
+        join(BIN, 'kubectl'),
+        [
+          '--kubeconfig',
+          kubeconfig,
+          'apply',
+          '--server-side',
+          '--field-manager=cert-rotator',
+          ...(force ? ['--force-conflicts'] : []),
+          '-f',
+          '-',
+        ],
+        {
+          input: JSON.stringify({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            metadata: { name: `${name}-config`, namespace },
+            data: { greeting },
+          }),
+        },
+      );
+    const greeting = async () =>
+      (await clients.core.readNamespacedConfigMap({ name: `${name}-config`, namespace })).data?.greeting;
+    await controllerApplies('rotated-1', true);
+    await kubectl('-n', namespace, 'label', '--overwrite', 'configmap', `${name}-config`, 'app=other');
+    await kubectl('-n', namespace, 'scale', `deployment/${name}`, '--replicas=4');
+
+    const warned = checker({ mode: 'warn' });
+    expect(await warned.drift.check({ plan: planOf(release) })).toEqual({
+      drifted: 1,
+      corrected: 0,
+      failed: 0,
+    });
+    const reported = (await status.get(name))?.drift;
+    const config = `ConfigMap/${namespace}/${name}-config`;
+    const byField = new Map(reported?.fieldManagers?.map((f) => [f.field, f.managers]));
+    expect(byField.get(`${config}:/data/greeting`)).toEqual(['cert-rotator']);
+    expect(byField.get(`${config}:/metadata/labels/app`)).toEqual(['kubectl-label']);
+    expect(byField.get(`Deployment/${namespace}/${name}:/spec/replicas`)?.[0]).toMatch(/^kubectl/);
+    expect(byField.size).toBe(3);
+    const detected = (await eventsOf(name)).find((e) => e.reason === 'DriftDetected');
+    expect(detected?.message).toContain(`${config}:/data/greeting (by cert-rotator)`);
+    expect(warned.lines.find((l) => l.includes('drift detected'))).toContain(
+      `"${config}:/data/greeting":["cert-rotator"]`,
+    );
+
+    // A release rule naming the manager: its field is neither reported nor corrected, and the
+    // correction of the ConfigMap's other drift claims nothing of it.
+    const byManager: IgnoreRule[] = [{ managedFieldsManagers: ['cert-rotator'] }];
+    expect(await checker().drift.check({ plan: planOf(release, { ignore: byManager }) })).toEqual({
+      drifted: 1,
+      corrected: 1,
+      failed: 0,
+    });
+    expect(await greeting()).toBe('rotated-1');
+    expect(
+      (await clients.core.readNamespacedConfigMap({ name: `${name}-config`, namespace })).metadata?.labels
+        ?.app,
+    ).toBe('web');
+    expect(await replicas(release)).toBe(2);
+    expect((await status.get(name))?.drift?.fields).toEqual([
+      `${config}:/metadata/labels/app`,
+      `Deployment/${namespace}/${name}:/spec/replicas`,
+    ]);
+    // The controller still owns its field alone: it applies again without forcing a conflict.
+    await controllerApplies('rotated-2', false);
+
+    // The same rule in the agent-wide ignore file.
+    const file = join(dir, `${name}-ignore.yaml`);
+    await writeFile(file, '- managedFieldsManagers: [cert-rotator]\n  kind: ConfigMap\n');
+    const agentWide = checker({ ignore: loadIgnoreFile(file) });
+    expect(await agentWide.drift.check({ plan: planOf(release) })).toEqual({
+      drifted: 0,
+      corrected: 0,
+      failed: 0,
+    });
+    expect(await greeting()).toBe('rotated-2');
+    expect(await helmRevisions(release)).toBe(1);
   });
 
   it('finds no drift in an object deleted and created again by hand with the same content', async () => {

@@ -1,8 +1,10 @@
 // Reading managedFields: who owns what, and which fields were added by hand.
 import { describe, expect, it } from 'vitest';
 import {
+  fieldOwners,
   fieldsAddedByHand,
   isHandManager,
+  managersOf,
   ownedPaths,
   resolvePath,
 } from '../../src/observe/drift/fieldset.js';
@@ -185,5 +187,50 @@ describe('isHandManager', () => {
     }
     for (const m of ['helm', 'kube-controller-manager', 'kubectlish', 'mooring'])
       expect(isHandManager(m)).toBe(false);
+  });
+});
+
+describe('managersOf: who changed a drifted field', () => {
+  const certgen = {
+    manager: 'kube-webhook-certgen',
+    operation: 'Update',
+    fieldsV1: {
+      'f:spec': {
+        'f:template': {
+          'f:spec': { 'f:containers': { 'k:{"name":"web"}': { '.': {}, 'f:image': {} } } },
+        },
+      },
+    },
+  };
+  const scale = {
+    manager: 'kubectl',
+    operation: 'Update',
+    subresource: 'scale',
+    fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+  };
+  const status = {
+    manager: 'kube-controller-manager',
+    operation: 'Update',
+    subresource: 'status',
+    fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+  };
+  const owners = fieldOwners(object(certgen, scale, status));
+
+  it("names the manager that owns the field, not helm's own, and counts the scale subresource", () => {
+    expect(managersOf(owners, '/spec/template/spec/containers/0/image', 'helm')).toEqual([
+      'kube-webhook-certgen',
+    ]);
+    expect(managersOf(owners, '/spec/replicas', 'helm')).toEqual(['kubectl']);
+    expect(managersOf(owners, '/spec/replicas', 'kubectl')).toEqual(['helm']);
+  });
+
+  it('counts fields below a list that changed as a whole, and leaves out who only owns a list item', () => {
+    expect(managersOf(owners, '/spec/template/spec/containers', 'helm')).toEqual(['kube-webhook-certgen']);
+    // Owning the container's existence (".") is no change of its env.
+    expect(managersOf(owners, '/spec/template/spec/containers/0/env', 'helm')).toEqual([]);
+  });
+
+  it('names nobody for a field nobody owns (removed by hand)', () => {
+    expect(managersOf(owners, '/metadata/labels/tier', 'helm')).toEqual([]);
   });
 });

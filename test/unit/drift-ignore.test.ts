@@ -3,7 +3,13 @@ import { describe, expect, it } from 'vitest';
 import type { AnyObject } from '../../src/kube/client.js';
 import { MooringError } from '../../src/errors.js';
 import { parseIgnoreRules } from '../../src/observe/drift/ignore-file.js';
-import { hpaIgnoreRules, ignoresFor, keepIgnoredAsLive, optsOut } from '../../src/observe/drift/ignore.js';
+import {
+  hpaIgnoreRules,
+  ignoredField,
+  ignoresFor,
+  keepIgnoredAsLive,
+  optsOut,
+} from '../../src/observe/drift/ignore.js';
 
 const web = { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', namespace: 'shop' };
 
@@ -79,6 +85,58 @@ describe('keepIgnoredAsLive', () => {
     expect(recorded.spec).toEqual({ replicas: 2, paused: false });
   });
 
+  it('leaves out the fields that ignored managers own live, so helm claims none of them', () => {
+    const webhook = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingWebhookConfiguration',
+      metadata: { name: 'hook' },
+      webhooks: [{ name: 'a.example.com', failurePolicy: 'Fail', sideEffects: 'None' }],
+    } as AnyObject;
+    const live = {
+      ...webhook,
+      metadata: {
+        name: 'hook',
+        managedFields: [
+          {
+            manager: 'kube-webhook-certgen',
+            operation: 'Apply',
+            fieldsV1: { 'f:webhooks': { 'k:{"name":"a.example.com"}': { '.': {}, 'f:failurePolicy': {} } } },
+          },
+        ],
+      },
+      webhooks: [{ name: 'a.example.com', failurePolicy: 'Ignore', sideEffects: 'None' }],
+    } as AnyObject;
+    const id = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingWebhookConfiguration',
+      name: 'hook',
+    };
+    const ignores = ignoresFor([{ managedFieldsManagers: ['kube-webhook-certgen'] }], id);
+    expect(ignores.ignoresManager('kube-webhook-certgen', '/webhooks/0/failurePolicy')).toBe(true);
+    expect(ignores.ignoresManager('kubectl-edit', '/webhooks/0/failurePolicy')).toBe(false);
+    // A manager rule is no path rule: others' changes of the same field are still drift.
+    expect(ignores.ignores('/webhooks/0/failurePolicy')).toBe(false);
+    expect(keepIgnoredAsLive(webhook, live, ignores)).toEqual({
+      ...webhook,
+      webhooks: [{ name: 'a.example.com', sideEffects: 'None' }],
+    });
+    // With a path, only the manager's fields under it.
+    const narrow = ignoresFor([{ path: '/metadata', managedFieldsManagers: ['kube-webhook-certgen'] }], id);
+    expect(narrow.ignoresManager('kube-webhook-certgen', '/webhooks/0/failurePolicy')).toBe(false);
+    expect(keepIgnoredAsLive(webhook, live, narrow)).toBe(webhook);
+    // A rule for another kind does not apply.
+    expect(
+      ignoresFor([{ managedFieldsManagers: ['kube-webhook-certgen'], kind: 'Deployment' }], id).byManager,
+    ).toBe(false);
+  });
+
+  it('ignores a drifted field when every manager that changed it is ignored there', () => {
+    const ignores = ignoresFor([{ managedFieldsManagers: ['hpa-controller'] }], web);
+    expect(ignoredField(ignores, '/spec/replicas', ['hpa-controller'])).toBe(true);
+    expect(ignoredField(ignores, '/spec/replicas', ['hpa-controller', 'kubectl-edit'])).toBe(false);
+    expect(ignoredField(ignores, '/spec/replicas', [])).toBe(false);
+  });
+
   it('keeps the recorded object as it is for a deleted object', () => {
     expect(keepIgnoredAsLive(recorded, undefined, ignoresFor([{ path: '/spec/replicas' }], web))).toEqual(
       recorded,
@@ -109,6 +167,29 @@ describe('the agent-wide ignore file', () => {
       { path: '/metadata/annotations/example.com~1stamp' },
     ]);
     expect(parseIgnoreRules('', 'ignore.yaml')).toEqual([]);
+  });
+
+  it('takes rules by field manager, alone or under a path', () => {
+    const text = [
+      '- managedFieldsManagers: [kube-webhook-certgen]',
+      '  kind: ValidatingWebhookConfiguration',
+      '- path: /spec/replicas',
+      '  managedFieldsManagers: [keda-operator]',
+      '',
+    ].join('\n');
+    expect(parseIgnoreRules(text, 'ignore.yaml')).toEqual([
+      { managedFieldsManagers: ['kube-webhook-certgen'], kind: 'ValidatingWebhookConfiguration' },
+      { path: '/spec/replicas', managedFieldsManagers: ['keda-operator'] },
+    ]);
+  });
+
+  it('rejects a rule with neither a path nor managers, naming the file and rule', () => {
+    const bad = () => parseIgnoreRules('- kind: Deployment\n- managedFieldsManagers: []\n', 'ignore.yaml');
+    expect(bad).toThrow(/\[0\]: a rule needs a path, managedFieldsManagers, or both/);
+    expect(bad).toThrow(/\[1\]: a rule needs a path/);
+    expect(() => bad()).toThrow(
+      expect.objectContaining({ context: expect.objectContaining({ file: 'ignore.yaml' }) }),
+    );
   });
 
   it('rejects a path that is no JSON pointer and unknown fields, naming the file and field', () => {

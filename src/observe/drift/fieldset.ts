@@ -1,8 +1,9 @@
 // Reading `metadata.managedFields`: which field manager owns which fields of an object
 // (server-side apply's FieldsV1 format), and where those fields are as JSON pointers. Drift
-// uses it to find fields added by hand: fields that people's tools (kubectl edit, label,
-// annotate, patch ...) own on a chart's object and that the chart does not set.
-import { deepEqual, type Segment } from './pointer.js';
+// uses it to find fields added by hand (fields that people's tools, kubectl edit, label,
+// annotate, patch ..., own on a chart's object and that the chart does not set), to name
+// the manager that changed each drifted field, and to ignore the fields of named managers.
+import { deepEqual, formatPointer, type Segment } from './pointer.js';
 import { isPlainMap } from '../../model/schema.js';
 
 /** One step of a FieldsV1 path: a map field, a keyed list item, a set item or a list index. */
@@ -63,6 +64,76 @@ export function ownedPaths(fieldsV1: unknown): FieldPath[] {
   };
   walk(fieldsV1, []);
   return out;
+}
+
+/**
+ * The fields a FieldsV1 set owns as values: leaves only. A `.` marker (the node exists: a
+ * list item, a map someone created) is left out, as every manager that sets a field inside a
+ * list item also owns the item's existence; it says nothing about who changed a value.
+ */
+export function ownedLeaves(fieldsV1: unknown): FieldPath[] {
+  const out: FieldPath[] = [];
+  const walk = (node: unknown, prefix: FieldPath): void => {
+    if (!isPlainMap(node)) return;
+    for (const [token, child] of Object.entries(node)) {
+      if (token === '.') continue;
+      const element = parseElement(token);
+      if (element === undefined) continue;
+      const path = [...prefix, element];
+      if (isPlainMap(child) && Object.keys(child).length > 0) walk(child, path);
+      else out.push(path);
+    }
+  };
+  walk(fieldsV1, []);
+  return out;
+}
+
+/** A value field one field manager owns on an object. */
+export interface OwnedField {
+  manager: string;
+  path: FieldPath;
+  /** Where it is in the object the managedFields were read from. */
+  pointer: string;
+}
+
+/**
+ * Who owns which value on `object`, from its managedFields: every manager's leaves, the
+ * scale subresource's included (`kubectl scale`), status left out (apply never sets it).
+ */
+export function fieldOwners(object: { metadata?: { managedFields?: unknown } } | undefined): OwnedField[] {
+  const entries = (
+    Array.isArray(object?.metadata?.managedFields) ? object.metadata.managedFields : []
+  ) as ManagedFieldsEntry[];
+  const out: OwnedField[] = [];
+  for (const entry of entries) {
+    if (entry.manager === undefined || entry.subresource === 'status') continue;
+    for (const path of ownedLeaves(entry.fieldsV1)) {
+      const first = path[0];
+      if (first !== undefined && 'field' in first && first.field === 'status') continue;
+      const at = resolvePath(object, path);
+      if (at !== undefined) out.push({ manager: entry.manager, path, pointer: formatPointer(at) });
+    }
+  }
+  return out;
+}
+
+/** Whether `a` is `b`, or one of them lies below the other. */
+export function overlaps(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+}
+
+/**
+ * The managers other than `applier` (helm's manager) that own the field at `pointer`, a
+ * field below it (a list or map that changed as a whole) or above it (an atomic list): who
+ * changed it, since a manager that changes a value takes it from the others. Sorted; empty
+ * when nobody owns it any more (a field removed by hand).
+ */
+export function managersOf(owners: readonly OwnedField[], pointer: string, applier: string): string[] {
+  const found = new Set<string>();
+  for (const owner of owners) {
+    if (owner.manager !== applier && overlaps(owner.pointer, pointer)) found.add(owner.manager);
+  }
+  return [...found].sort();
 }
 
 export function pathKey(path: FieldPath): string {

@@ -1,11 +1,13 @@
 // Which drift not to report or correct. Rules are JSON pointers (a `*` segment matches any
-// one segment; a rule covers everything below its path) with an optional target: API group,
-// kind, name, namespace. They come from the release (`drift.ignore` in releases.yaml), from
+// one segment; a rule covers everything below its path), or field managers whose fields are
+// theirs (`managedFieldsManagers`, as in Argo CD; with a path, only their fields under it),
+// with an optional target: API group, kind, name, namespace. They come from the release (`drift.ignore` in releases.yaml), from
 // the agent (`--drift-ignore-file`) and from built-in defaults: the replicas of an object an
 // HPA scales, and the restart stamp `kubectl rollout restart` sets. An object opts out as a
 // whole with the annotation `mooring.io/drift: ignore`.
 import type { AnyObject } from '../../kube/client.js';
 import type { IgnoreRule } from '../../model/releases.js';
+import { fieldOwners, resolvePath } from './fieldset.js';
 import { groupOf, type ObjectId } from './objects.js';
 import { getAt, parsePointer, removeAt, setAt, type Segment } from './pointer.js';
 import { isPlainMap } from '../../model/schema.js';
@@ -39,19 +41,47 @@ function covers(pattern: readonly string[], pointer: readonly string[]): boolean
 
 /** The ignore rules that apply to one object, ready to match pointers. */
 export interface ObjectIgnores {
+  /** Path rules without managers, as pointer segments. */
   readonly patterns: readonly string[][];
+  /** Whether a path rule covers `pointer`, whoever changed it. */
   ignores(pointer: string): boolean;
+  /** Whether a manager rule covers `manager`'s field at `pointer`. */
+  ignoresManager(manager: string, pointer: string): boolean;
+  /** Whether any manager rule applies to the object. */
+  readonly byManager: boolean;
 }
 
 export function ignoresFor(rules: readonly IgnoreRule[], id: ObjectId): ObjectIgnores {
-  const patterns = rules.filter((r) => ruleTargets(r, id)).map((r) => parsePointer(r.path));
+  const targeting = rules.filter((r) => ruleTargets(r, id));
+  const patterns = targeting
+    .filter((r) => r.path !== undefined && (r.managedFieldsManagers ?? []).length === 0)
+    .map((r) => parsePointer(r.path!));
+  const managerRules = targeting
+    .filter((r) => (r.managedFieldsManagers ?? []).length > 0)
+    .map((r) => ({
+      managers: new Set(r.managedFieldsManagers),
+      pattern: r.path === undefined ? [] : parsePointer(r.path),
+    }));
   return {
     patterns,
     ignores: (pointer) => {
       const segments = parsePointer(pointer);
       return patterns.some((p) => covers(p, segments));
     },
+    ignoresManager: (manager, pointer) => {
+      const segments = parsePointer(pointer);
+      return managerRules.some((r) => r.managers.has(manager) && covers(r.pattern, segments));
+    },
+    byManager: managerRules.length > 0,
   };
+}
+
+/** A drifted field is ignored when a path rule covers it, or every manager that changed it is ignored there. */
+export function ignoredField(ignores: ObjectIgnores, pointer: string, managers: readonly string[]): boolean {
+  return (
+    ignores.ignores(pointer) ||
+    (managers.length > 0 && managers.every((m) => ignores.ignoresManager(m, pointer)))
+  );
 }
 
 /**
@@ -102,6 +132,8 @@ export function expandPattern(doc: unknown, pattern: readonly string[]): Segment
 /**
  * The recorded object with every ignored field it sets replaced by the live value, so that
  * applying it leaves ignored fields as they are. A field the live object lacks is left out.
+ * Fields that ignored managers own on the live object are left out too: helm's manager then
+ * claims nothing of theirs, and the apply leaves them to their owner.
  * Returns `recorded` itself when it sets no ignored field; never modifies it.
  * Maps are merged key by key (ignoring `/metadata/labels` keeps the chart's labels at their
  * live values, and claims no label the chart does not set).
@@ -112,8 +144,15 @@ export function keepIgnoredAsLive(
   ignores: ObjectIgnores,
 ): AnyObject {
   const targets = live === undefined ? [] : ignores.patterns.flatMap((p) => expandPattern(recorded, p));
+  const theirs =
+    live === undefined || !ignores.byManager
+      ? []
+      : fieldOwners(live)
+          .filter((o) => ignores.ignoresManager(o.manager, o.pointer))
+          .map((o) => resolvePath(recorded, o.path))
+          .filter((at): at is Segment[] => at !== undefined);
   // Most objects set no ignored field: no copy then (a check makes one per object).
-  if (live === undefined || targets.length === 0) return recorded;
+  if (live === undefined || targets.length + theirs.length === 0) return recorded;
   const out = structuredClone(recorded);
   const removals: Segment[][] = [];
   for (const at of targets) {
@@ -125,9 +164,10 @@ export function keepIgnoredAsLive(
     const current = getAt(out, at);
     if (current.found) setAt(out, at, mergeLive(current.value, liveValue.value));
   }
-  // Last first, so removing a list item does not shift the ones still to remove.
-  removals.sort((a, b) => compareSegments(b, a));
-  for (const at of removals) removeAt(out, at);
+  removals.push(...theirs);
+  // Last first, so removing a list item does not shift the ones still to remove; once each.
+  const unique = new Map(removals.map((at) => [JSON.stringify(at), at]));
+  for (const at of [...unique.values()].sort((a, b) => compareSegments(b, a))) removeAt(out, at);
   return out;
 }
 

@@ -276,7 +276,8 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   ): Promise<{ found: number; corrected: number; allCorrected: boolean; failed: boolean }> {
     const { target, recorded, secrets } = p;
     const failures = [...p.failures];
-    const drift: ReleaseDrift = { modified: [], added: [], deleted: [], failed: failures };
+    const managers: Record<string, string[]> = {};
+    const drift: ReleaseDrift = { modified: [], added: [], deleted: [], failed: failures, managers };
     const drifted = findings.filter((f) => f.state === 'drifted');
     for (const f of findings) {
       if (f.state === 'failed')
@@ -286,6 +287,8 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       if (f.deleted) drift.deleted.push(describeObject(f.check.id));
       drift.modified.push(...f.modified.map((p) => describeField(f.check.id, p)));
       drift.added.push(...f.added.map((a) => describeField(f.check.id, a.pointer)));
+      for (const [pointer, who] of Object.entries(f.managers))
+        managers[describeField(f.check.id, pointer)] = who;
     }
     const found = driftCount(drift);
     const mode = target.mode === 'correct' ? 'correct' : 'warn';
@@ -300,6 +303,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
           modified: drift.modified.slice(0, 50),
           deleted: drift.deleted.slice(0, 50),
           added: drift.added.slice(0, 50),
+          managers: Object.fromEntries(Object.entries(managers).slice(0, 50)),
         },
         'drift detected',
       );
@@ -312,10 +316,11 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     }
 
     let corrected = 0;
-    const restored: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'> = {
+    const restored: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted' | 'managers'> = {
       modified: [],
       added: [],
       deleted: [],
+      managers,
     };
     const correctionFailures: string[] = [];
     if (mode === 'correct' && found > 0) {

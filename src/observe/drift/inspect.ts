@@ -11,13 +11,15 @@ import { apiErrorMessage } from '../../kube/client.js';
 import type { AnyObject, DriftObjectApi, JsonPatchOperation } from './api.js';
 import { changedFields } from './compare.js';
 import {
+  fieldOwners,
   fieldsAddedByHand,
   isHandManager,
+  managersOf,
   resolvePath,
   type FieldPath,
   type ManagedFieldsEntry,
 } from './fieldset.js';
-import { ignoresFor, keepIgnoredAsLive, optsOut, ruleTargets } from './ignore.js';
+import { ignoredField, ignoresFor, keepIgnoredAsLive, optsOut, ruleTargets } from './ignore.js';
 import { readOne, refOf, type LiveRead } from './live.js';
 import { groupOf, HELM_RELEASE_NAME_ANNOTATION, type ObjectId } from './objects.js';
 import { deepEqual, formatPointer, getAt, type Segment } from './pointer.js';
@@ -48,6 +50,11 @@ export interface Finding {
   modified: string[];
   /** Fields people's tools own that the chart does not set. */
   added: AddedField[];
+  /**
+   * Who changed them: the field managers (other than helm's) that own each modified or added
+   * field on the live object, by pointer. A field nobody owns (removed by hand) has none.
+   */
+  managers: Record<string, string[]>;
   /** Helm's field manager on this object, used for the dry run and the correction. */
   manager: string;
   live?: AnyObject;
@@ -69,7 +76,15 @@ export async function inspectObject(
   check: ObjectCheck,
   read: LiveRead,
 ): Promise<Finding> {
-  const base = { check, deleted: false, terminating: false, modified: [], added: [], rules: check.rules };
+  const base = {
+    check,
+    deleted: false,
+    terminating: false,
+    modified: [],
+    added: [],
+    managers: {},
+    rules: check.rules,
+  };
   if (read instanceof Error) {
     return {
       ...base,
@@ -112,13 +127,17 @@ export async function inspectObject(
     }
 
     let rules = check.rules;
-    let modified = changedFields(live, wouldBe).filter((p) => !ignores.ignores(p));
+    const owners = fieldOwners(live);
+    const managers: Record<string, string[]> = {};
+    const managersAt = (pointer: string): string[] =>
+      (managers[pointer] ??= managersOf(owners, pointer, manager));
+    let modified = changedFields(live, wouldBe).filter((p) => !ignoredField(ignores, p, managersAt(p)));
     if (modified.includes('/spec/replicas') && check.id.namespace) {
       const hpa = (await ctx.liveHpaRules(check.id.namespace)).filter((r) => ruleTargets(r, check.id));
       if (hpa.length > 0) {
         rules = [...rules, ...hpa];
         ignores = ignoresFor(rules, check.id);
-        modified = modified.filter((p) => !ignores.ignores(p));
+        modified = modified.filter((p) => !ignoredField(ignores, p, managersAt(p)));
       }
     }
     const candidates: AddedField[] = [];
@@ -128,11 +147,26 @@ export async function inspectObject(
       const pointer = formatPointer(at);
       // A field the correction restores anyway is reported once, as modified.
       const restored = modified.some((m) => pointer === m || pointer.startsWith(`${m}/`));
-      if (!restored && !ignores.ignores(pointer)) candidates.push({ path, pointer });
+      if (!restored && !ignoredField(ignores, pointer, managersAt(pointer)))
+        candidates.push({ path, pointer });
     }
     const added = await removableFields(ctx.api, check, live, candidates, manager);
     const drifted = modified.length > 0 || added.length > 0;
-    return { ...base, state: drifted ? 'drifted' : 'clean', manager, modified, added, live, rules };
+    const named: Record<string, string[]> = {};
+    for (const pointer of [...modified, ...added.map((a) => a.pointer)]) {
+      const who = managersAt(pointer);
+      if (who.length > 0) named[pointer] = who;
+    }
+    return {
+      ...base,
+      state: drifted ? 'drifted' : 'clean',
+      manager,
+      modified,
+      added,
+      managers: named,
+      live,
+      rules,
+    };
   }
 }
 

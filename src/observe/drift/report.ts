@@ -16,6 +16,16 @@ export interface ReleaseDrift {
   deleted: string[];
   /** Objects that could not be checked, with why (redacted). */
   failed: string[];
+  /** `<object>:<pointer>` -> the field managers that changed it (from managedFields). */
+  managers?: Record<string, string[]>;
+}
+
+type Told = Pick<ReleaseDrift, 'modified' | 'added' | 'deleted' | 'managers'>;
+
+/** A field as messages name it: with the managers that changed it, when known. */
+function withManagers(field: string, managers: ReleaseDrift['managers']): string {
+  const who = managers?.[field];
+  return who && who.length > 0 ? `${field} (by ${who.join(', ')})` : field;
 }
 
 export function describeField(id: ObjectId, pointer: string): string {
@@ -40,14 +50,11 @@ export function listWithin(items: readonly string[], budget: number): string {
 /** Events are cut at 1024 bytes; keep room for the counts in front. */
 const LIST_BUDGET = 760;
 
-function parts(
-  drift: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'>,
-  verbs: [string, string, string],
-): string {
+function parts(drift: Told, verbs: [string, string, string]): string {
   const sections: [string, string[]][] = [
-    [verbs[0], drift.modified],
+    [verbs[0], drift.modified.map((f) => withManagers(f, drift.managers))],
     [verbs[1], drift.deleted],
-    [verbs[2], drift.added],
+    [verbs[2], drift.added.map((f) => withManagers(f, drift.managers))],
   ];
   const present = sections.filter(([, items]) => items.length > 0);
   const share = Math.floor(LIST_BUDGET / Math.max(1, present.length));
@@ -60,10 +67,7 @@ export function detectedMessage(revision: number, drift: ReleaseDrift, mode: 'co
   return `live objects differ from helm revision ${revision}: ${counts}${tail}: ${parts(drift, ['modified', 'deleted', 'added by hand'])}`;
 }
 
-export function correctedMessage(
-  revision: number,
-  drift: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted'>,
-): string {
+export function correctedMessage(revision: number, drift: Told): string {
   return `restored helm revision ${revision} without a new revision: ${parts(drift, ['restored', 'recreated', 'removed'])}`;
 }
 
@@ -77,9 +81,14 @@ export function summaryOf(
   checkedAt: number,
   mode: 'correct' | 'warn' = 'correct',
 ): DriftSummary {
+  const fields = [...drift.modified, ...drift.added];
+  const fieldManagers = fields
+    .filter((field) => (drift.managers?.[field] ?? []).length > 0)
+    .map((field) => ({ field, managers: drift.managers![field]! }));
   return {
     count: driftCount(drift),
-    fields: [...drift.modified, ...drift.added],
+    fields,
+    ...(fieldManagers.length > 0 ? { fieldManagers } : {}),
     deletedObjects: [...drift.deleted],
     corrected,
     mode,
@@ -98,6 +107,7 @@ export function sameSummary(a: DriftSummary | undefined, b: DriftSummary): boole
     (a.failed ?? 0) === (b.failed ?? 0) &&
     JSON.stringify(a.failures ?? []) === JSON.stringify((b.failures ?? []).slice(0, 50)) &&
     JSON.stringify(a.fields ?? []) === JSON.stringify(b.fields.slice(0, 50)) &&
+    JSON.stringify(a.fieldManagers ?? []) === JSON.stringify((b.fieldManagers ?? []).slice(0, 50)) &&
     JSON.stringify(a.deletedObjects ?? []) === JSON.stringify(b.deletedObjects.slice(0, 50))
   );
 }
