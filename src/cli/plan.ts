@@ -32,28 +32,54 @@ export interface PlanOptions extends CommonOptions {
   namespace?: string;
 }
 
-/** `rawManifests` receives each release's unredacted render (in memory only, for the live diff). */
+/** A release's unredacted render, kept in memory only for the live diff; or why it failed. */
+export type RawRender = { manifest: string } | { error: unknown };
+
+/**
+ * `rawManifests` receives each release's unredacted render. Offline that is `helm template`;
+ * with `--context` it is what the upgrade would render there (helm's server-side dry run, as
+ * the agent's plans: `lookup` and `.Capabilities` are that cluster's), and a release the
+ * cluster refuses is kept as its error for the live diff, not as an error of the plan.
+ */
 export async function computePlan(
   opts: PlanOptions,
-  rawManifests?: Map<string, string>,
+  rawManifests?: Map<string, RawRender>,
   keys?: Keys,
 ): Promise<ClusterPlan> {
   keys ??= await loadKeys(opts);
-  const helm = opts.render ? helmFromEnv() : undefined;
+  const onServer = opts.context !== undefined;
+  const helm = opts.render
+    ? helmFromEnv(
+        onServer
+          ? { context: opts.context!, ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) }
+          : {},
+      )
+    : undefined;
   return planCluster(opts.repo, opts.cluster, {
     ...keys.planDeps,
     ...(helm
       ? {
           render: async (resolved, chart) => {
-            const raw = await helm.template({
+            const input = {
               ...chart,
               release: resolved.release.name,
               namespace: resolved.release.namespace,
               values: resolved.merge.userValues,
               redact: resolved.secretStrings,
-            });
-            rawManifests?.set(resolved.release.name, raw);
-            return raw;
+            };
+            if (!onServer) {
+              const raw = await helm.template(input);
+              rawManifests?.set(resolved.release.name, { manifest: raw });
+              return raw;
+            }
+            try {
+              const { manifest } = await helm.renderOnServer!(input);
+              rawManifests?.set(resolved.release.name, { manifest });
+              return manifest;
+            } catch (error) {
+              rawManifests?.set(resolved.release.name, { error });
+              return '';
+            }
           },
         }
       : {}),
@@ -64,7 +90,7 @@ export async function computePlan(
 async function diffAgainstLive(
   opts: PlanOptions,
   plan: ClusterPlan,
-  rawManifests: Map<string, string>,
+  rawManifests: Map<string, RawRender>,
   digestKey: Buffer,
 ): Promise<LiveDiff> {
   const kubeConfig = loadKubeConfig({
@@ -107,7 +133,8 @@ function chartColumn(r: { chart: string; version?: string; versionConstraint?: s
   return `${r.chart}@${r.version}${range}`;
 }
 
-export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
+/** `context`: the manifests were rendered against that cluster (`--context`), not offline. */
+export function printPlan(plan: ClusterPlan, io: Io, details = true, context?: string): void {
   const c = plan.cluster;
   const identity = [
     `environment ${c.environment}`,
@@ -142,7 +169,8 @@ export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
     io.out(`\n${paint(io, 'bold', `# ${r.name}: values`)} (secrets masked)`);
     io.out(stringify(r.values).trimEnd());
     if (r.manifests !== undefined) {
-      io.out(`\n${paint(io, 'bold', `# ${r.name}: manifests`)} (secrets redacted)`);
+      const how = context ? `rendered against context ${context}` : 'helm template';
+      io.out(`\n${paint(io, 'bold', `# ${r.name}: manifests`)} (${how}; secrets redacted)`);
       io.out(r.manifests.trimEnd());
     }
   }
@@ -150,8 +178,10 @@ export function printPlan(plan: ClusterPlan, io: Io, details = true): void {
 
 export async function plan(opts: PlanOptions, io: Io): Promise<ExitCode> {
   const keys = await loadKeys(opts);
-  const raw = new Map<string, string>();
+  const raw = new Map<string, RawRender>();
   const result = await computePlan(opts, raw, keys);
+  // A release the cluster refused has no manifests to show; the live diff says why.
+  for (const r of result.releases) if (raw.get(r.name) && 'error' in raw.get(r.name)!) delete r.manifests;
   let live: LiveDiff | undefined;
   if (opts.context !== undefined) {
     try {
@@ -167,16 +197,20 @@ export async function plan(opts: PlanOptions, io: Io): Promise<ExitCode> {
       machine({ ...(planToJson(result) as object), ...(live ? { live: liveToJson(live) } : {}) }, format),
     );
   } else {
-    printPlan(result, io);
+    printPlan(result, io, true, opts.context);
     if (live) {
       io.out(
         `\n${paint(io, 'bold', `# against context ${opts.context}`)}: what applying this plan would change`,
       );
       printReleaseChanges(live.releases, io);
+      for (const r of live.releases.filter((x) => x.dryRunError))
+        io.out(`${paint(io, 'red', 'dry run failed')}: ${r.name}: ${r.dryRunError}`);
       for (const note of live.notes) io.out(`${paint(io, 'yellow', 'note')}: ${note}`);
     }
   }
-  return result.releases.some((r) => r.error) ? EXIT.failed : EXIT.ok;
+  // A release the cluster would refuse cannot be applied as planned.
+  const refused = live?.releases.some((r) => r.dryRunError) ?? false;
+  return result.releases.some((r) => r.error) || refused ? EXIT.failed : EXIT.ok;
 }
 
 function liveToJson(live: LiveDiff): unknown {
@@ -191,6 +225,7 @@ function liveToJson(live: LiveDiff): unknown {
       ...(r.helmRevision !== undefined ? { helmRevision: r.helmRevision } : {}),
       valuesDiff: r.valuesDiff,
       manifestDiff: r.manifestDiff,
+      ...(r.dryRunError ? { dryRunError: r.dryRunError } : {}),
       notes: r.notes,
     })),
     notes: live.notes,
@@ -204,14 +239,17 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
     .addOption(pathOption())
     .requiredOption('--cluster <name>', 'the cluster (a folder under clusters/)')
-    .option('--context <name>', 'a kube context: also diff against what is live')
+    .option(
+      '--context <name>',
+      'a kube context: render there as the upgrade would (server-side dry run) and diff against what is live',
+    )
     .option('--kubeconfig <file>', 'kubeconfig file for --context (default: KUBECONFIG, then ~/.kube/config)')
     .option(
       '-n, --namespace <name>',
       "the agent's namespace, for mooring's release records",
       'mooring-system',
     )
-    .option('--no-render', 'skip rendering manifests with helm template')
+    .option('--no-render', 'skip rendering manifests')
     .option(
       '--age-key-file <file>',
       'age identities for SOPS files (default: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY)',

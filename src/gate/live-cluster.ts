@@ -112,8 +112,8 @@ export async function liveDiff(
     clients: Pick<KubeClients, 'core' | 'objects' | 'customObjects'>;
     namespace: string;
     digestKey: Buffer;
-    /** Raw renders by release name; without them there is no manifest diff. */
-    rawManifests?: Map<string, string>;
+    /** Raw renders by release name, or why one failed; without them there is no manifest diff. */
+    rawManifests?: Map<string, { manifest: string } | { error: unknown }>;
     /** Names the cluster in errors, e.g. `context prod`. */
     where: string;
   },
@@ -157,7 +157,8 @@ export async function liveDiff(
             render: async (r) => {
               const raw = rawManifests.get(r.name);
               if (raw === undefined) throw new MooringError('the chart was not rendered');
-              return raw;
+              if ('error' in raw) throw raw.error;
+              return raw.manifest;
             },
           }
         : {}),

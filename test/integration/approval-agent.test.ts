@@ -621,7 +621,7 @@ describe('a bitnami-style chart (library subchart, lookup-kept password, checksu
       decrypt: (text, file) => decryptSops(text, file, identities),
       digestKey,
     });
-    const raw = new Map<string, string>();
+    const raw = new Map<string, { manifest: string }>();
     for (const r of converged.releases) {
       const rendered = await helm.renderOnServer!({
         chart: join(checkout, 'charts', 'keeper'),
@@ -629,7 +629,7 @@ describe('a bitnami-style chart (library subchart, lookup-kept password, checksu
         namespace: r.namespace,
         values: r.resolved!.merge.userValues,
       });
-      raw.set(r.name, rendered.manifest);
+      raw.set(r.name, { manifest: rendered.manifest });
     }
     const live = await liveDiff(converged, {
       clients,

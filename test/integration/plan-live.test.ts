@@ -2,7 +2,7 @@
 // cluster, against the shared control plane and the real helm: per release the action, the
 // values diff against what helm deployed, and the manifest diff against the live objects
 // (server-side dry run), with every secret masked.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { stringify } from 'yaml';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
+import { ensureCrds } from '../../src/observe/crds.js';
 import { ageKeygen, sopsEncrypt } from '../rig/sops.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '.tools', 'bin');
@@ -223,5 +224,131 @@ describe('mooring plan --context', () => {
     expect(code).toBe(5);
     expect(err.join('\n')).toContain(`cannot read what is live through context mooring-local-bob-${run}`);
     expect(err.join('\n')).toContain('forbidden');
+  });
+});
+
+describe('mooring plan --context renders as the upgrade renders', () => {
+  // The keeper fixture (bitnami style: a password kept with `lookup`, a checksum over it, a
+  // PodDisruptionBudget only where the cluster serves policy/v1, a 0755 file mode), plus an
+  // object made only when the cluster serves mooring's own API, which `helm template` cannot
+  // know. And a release whose dry run the cluster refuses (a kind it does not serve).
+  const keeperNs = `plan-ctx-keeper-${run}`;
+  const refusedNs = `plan-ctx-refused-${run}`;
+  let ctxRepo: string;
+
+  beforeAll(async () => {
+    await ensureCrds(clients);
+    ctxRepo = join(scratch, 'ctx-repo');
+    const fixture = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'charts', 'keeper');
+    await cp(fixture, join(ctxRepo, 'charts', 'keeper'), { recursive: true });
+    await writeTree(ctxRepo, {
+      'charts/keeper/templates/plans-reader.yaml': [
+        '{{- if .Capabilities.APIVersions.Has "mooring.io/v1alpha1/MooringPlan" }}',
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        'metadata:',
+        '  name: {{ .Release.Name }}-plans-reader',
+        'data:',
+        '  reads: mooringplans.mooring.io',
+        '{{- end }}',
+        '',
+      ].join('\n'),
+      'charts/widget/Chart.yaml': 'apiVersion: v2\nname: widget\nversion: 0.1.0\n',
+      'charts/widget/templates/widget.yaml':
+        'apiVersion: widgets.example.invalid/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}\n',
+      'environments/prod/values.yaml': '{}\n',
+      [`clusters/${CLUSTER}/cluster.yaml`]: 'environment: prod\n',
+      [`clusters/${CLUSTER}/releases.yaml`]: stringify({
+        releases: {
+          keeper: { chart: './charts/keeper', namespace: keeperNs, createNamespace: true },
+          refused: { chart: './charts/widget', namespace: refusedNs, createNamespace: true },
+        },
+      }),
+    });
+    // What is live: keeper installed by helm, then upgraded once with the same values (the
+    // checksum taken at install is over a second random password; the upgrade settles it).
+    for (const verb of ['install', 'upgrade']) {
+      await execa(HELM, [
+        '--kubeconfig',
+        kubeconfig,
+        verb,
+        'keeper',
+        join(ctxRepo, 'charts', 'keeper'),
+        '-n',
+        keeperNs,
+        ...(verb === 'install' ? ['--create-namespace'] : []),
+      ]);
+    }
+  });
+
+  afterAll(async () => {
+    for (const name of [keeperNs, refusedNs])
+      await clients?.core.deleteNamespace({ name }).catch(() => undefined);
+  });
+
+  async function planCtx(...extra: string[]) {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(
+      [
+        'plan',
+        '--repo',
+        ctxRepo,
+        '--cluster',
+        CLUSTER,
+        '--kubeconfig',
+        kubeconfig,
+        '--namespace',
+        `plan-ctx-agent-${run}`,
+        ...extra,
+      ],
+      { out: (t) => out.push(t), err: (t) => err.push(t), colour: false },
+    );
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  }
+
+  it('shows no change for what runs: the kept password, its checksum, capability-made objects', async () => {
+    const context = clients.kubeConfig.getCurrentContext();
+    const { code, out, err } = await planCtx('--context', context, '--output', 'json');
+    expect(err).toBe('');
+    const parsed = JSON.parse(out) as {
+      releases: { name: string; manifests?: string }[];
+      live: {
+        releases: { name: string; manifestDiff: string; dryRunError?: string; notes: string[] }[];
+      };
+    };
+    const keeper = parsed.live.releases.find((r) => r.name === 'keeper')!;
+    expect(keeper.dryRunError).toBeUndefined();
+    expect(keeper.manifestDiff).toBe('');
+    // The plan's own manifests are the cluster's render too: the object only the cluster's
+    // API makes is in them.
+    expect(parsed.releases.find((r) => r.name === 'keeper')!.manifests).toContain(
+      'name: keeper-plans-reader',
+    );
+
+    // The refused release: its error, in one line, and no diff invented for it.
+    const refused = parsed.live.releases.find((r) => r.name === 'refused')!;
+    expect(refused.dryRunError).toMatch(/Widget/);
+    expect(refused.dryRunError).not.toContain('\n');
+    expect(refused.manifestDiff).toBe('');
+    expect(parsed.releases.find((r) => r.name === 'refused')!.manifests).toBeUndefined();
+    expect(code).toBe(1);
+  });
+
+  it('says in text which release the cluster refused, and where the manifests were rendered', async () => {
+    const context = clients.kubeConfig.getCurrentContext();
+    const { code, out } = await planCtx('--context', context);
+    expect(code).toBe(1);
+    expect(out).toContain(`# keeper: manifests (rendered against context ${context}; secrets redacted)`);
+    expect(out).toMatch(/^dry run failed: refused: .*Widget.*$/m);
+    expect(out).not.toContain('# refused: manifests');
+
+    // Offline, `helm template` cannot know the cluster: no object from its API.
+    const offline = await planCtx('--output', 'json');
+    const manifests = (
+      JSON.parse(offline.out) as { releases: { name: string; manifests?: string }[] }
+    ).releases.find((r) => r.name === 'keeper')!.manifests;
+    expect(manifests).toContain('kind: Deployment');
+    expect(manifests).not.toContain('keeper-plans-reader');
   });
 });
