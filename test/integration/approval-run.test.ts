@@ -1,10 +1,23 @@
 // Manual mode end to end, the way an operator meets it: `mooring run --once` with
 // --approval manual leaves a pending plan and exits 3; `mooring approve --yes` records the
-// approval; the next `mooring run --once` applies exactly that revision.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+// approval; the next `mooring run --once` applies exactly that revision. An approved upgrade
+// that fails is failed everywhere an operator looks: the MooringRelease, the metrics, the
+// Approval, and `mooring status` (exit 1).
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
-import { kubectl, readRelease, runOnce, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
+import { createApprovalStore } from '../../src/gate/approvals.js';
+import { createPlanStore } from '../../src/gate/plans.js';
+import {
+  helmRevisions,
+  kubectl,
+  readRelease,
+  runOnce,
+  startLoop,
+  startRig,
+  uniqueName,
+  type AgentRig,
+} from '../rig/agent.js';
 
 let rig: AgentRig;
 beforeAll(async () => {
@@ -88,5 +101,89 @@ describe('mooring run --approval manual, then mooring approve', () => {
       [],
     );
     expect(third.passes[0]!.revision).not.toBe(head);
+  });
+});
+
+describe('an approved upgrade that fails', () => {
+  it('is failed in the MooringRelease, the metrics, the Approval and `mooring status`, and stays so while its retry waits', async () => {
+    const cluster = uniqueName('manfail');
+    const repo = await rig.createRepo(
+      rig.clusterRepo(cluster, { web: { timeout: '3s' } }, { web: 'config: {greeting: hello}\n' }),
+    );
+    const agentNs = `${cluster}-agent`;
+    const loop = startLoop(
+      rig.agentFor(cluster, repo, { approval: 'manual', interval: '1s', listen: '127.0.0.1:0' }),
+      rig.env,
+    );
+    const approve = () =>
+      cli(['approve', '--context', 'mooring-local', '--kubeconfig', rig.kubeconfig, '-n', agentNs, '--yes']);
+    const metric = async (state: string): Promise<number | undefined> => {
+      const text = await (await fetch(`http://${await loop.address}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`mooring_releases{state="${state}"}`));
+      return line === undefined ? undefined : Number(line.split(' ').pop());
+    };
+    const status = async () => {
+      vi.stubEnv('KUBECONFIG', rig.kubeconfig);
+      try {
+        return await cli(['status', '--namespace', agentNs, '-o', 'json']);
+      } finally {
+        vi.unstubAllEnvs();
+      }
+    };
+    try {
+      // Installed with an approval: ready everywhere.
+      await loop.waitForPass((p) => p.outcome === 'pending-approval');
+      expect((await approve()).code).toBe(0);
+      await loop.waitForPass((p) => p.outcome === 'converged' && p.converge !== undefined);
+      expect(await readRelease(rig.clients, agentNs, 'web')).toMatchObject({ state: 'ready' });
+      expect(await metric('ready')).toBe(1);
+      expect((await status()).code).toBe(0);
+
+      // An upgrade whose Deployment never becomes ready: its dry run passes, so it is approved.
+      await repo.commit({
+        'environments/test/values/web.yaml': 'config: {greeting: hi}\nneverReady: true\n',
+      });
+      const from = loop.passes.length;
+      await loop.waitForPass((p) => p.outcome === 'pending-approval', { from });
+      expect((await approve()).code).toBe(0);
+      const failed = await loop.waitForPass((p) => p.converge !== undefined && p.outcome === 'failed', {
+        from,
+      });
+      expect(failed.converge!.releases.map((r) => [r.name, r.action, r.state])).toEqual([
+        ['web', 'upgrade', 'failed'],
+      ]);
+      expect((await helmRevisions(rig.clients, `${cluster}-web`, 'web')).map((r) => r.status)).toContain(
+        'failed',
+      );
+
+      // The passes after it plan the retry for approval; the truth stays `failed` meanwhile.
+      await loop.waitForPass((p) => p.outcome === 'pending-approval', { from: loop.passes.length });
+      const record = await readRelease(rig.clients, agentNs, 'web');
+      expect(record).toMatchObject({ state: 'failed' });
+      expect(String(record!.lastError)).not.toBe('');
+      expect(await metric('failed')).toBe(1);
+      expect((await metric('pending-approval')) ?? 0).toBe(0);
+      const [approval] = await createApprovalStore({
+        customObjects: rig.clients.customObjects,
+        namespace: agentNs,
+      }).list(cluster);
+      expect(approval!.status).toMatchObject({ result: 'failed' });
+      expect(approval!.status.message).toContain('did not converge');
+      // The retry of the same desired state is a new plan, waiting for a new approval.
+      const plans = await createPlanStore({
+        customObjects: rig.clients.customObjects,
+        namespace: agentNs,
+      }).list(cluster);
+      expect(plans.find((p) => p.status.revision === failed.revision)!.status.phase).toBe('pending');
+      const shown = await status();
+      expect(shown.code, shown.stdout).toBe(1);
+      const [reported] = (
+        JSON.parse(shown.stdout) as { clusters: { releases: { release: string; state: string }[] }[] }
+      ).clusters;
+      expect(reported!.releases.filter((r) => r.release === 'web').map((r) => r.state)).toEqual(['failed']);
+      expect(await kubectl(rig.kubeconfig, '-n', agentNs, 'get', 'mrel', 'web')).toMatch(/web\s+failed/);
+    } finally {
+      await loop.stop();
+    }
   });
 });
