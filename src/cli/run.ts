@@ -24,14 +24,25 @@ import {
   type KubeClients,
 } from '../kube/client.js';
 import { createLeaderElector, type LeaderElector } from '../kube/lease.js';
-import { agentObjectRef, createAgentControl } from '../observe/agent-object.js';
+import { watchCollection } from '../kube/watch.js';
+import {
+  agentObjectRef,
+  createAgentControl,
+  mooringPath,
+  type AgentObject,
+} from '../observe/agent-object.js';
 import { ensureCrds } from '../observe/crds.js';
 import { createDriftChecker, loadIgnoreFile } from '../observe/drift/index.js';
 import { createEventRecorder } from '../observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
 import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
 import { startServer, type AgentServer } from '../observe/server.js';
-import { createStatusStore, type ReleaseState } from '../observe/status.js';
+import {
+  createStatusStore,
+  releaseSelector,
+  type MooringReleaseObject,
+  type ReleaseState,
+} from '../observe/status.js';
 import { secretDigestKey } from '../secrets/hash.js';
 import { AgeKeyError, loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
@@ -139,7 +150,25 @@ export async function buildAgent(
       return { revision: hold.revision, dir: hold.dir };
     },
   };
+  // Watch-fed copies of the operator's handles, started by controls.watch() in the loop.
+  const onWatchError = (err: unknown) =>
+    log.warn({ err: apiErrorMessage(err) }, 'watch of the mooring objects failed; retrying');
+  const watched = {
+    agent: watchCollection<AgentObject>({
+      client: clients.rest,
+      path: mooringPath(config.namespace, 'MooringAgent'),
+      fieldSelector: `metadata.name=${config.cluster}`,
+      onError: onWatchError,
+    }),
+    releases: watchCollection<MooringReleaseObject>({
+      client: clients.rest,
+      path: mooringPath(config.namespace, 'MooringRelease'),
+      ...releaseSelector(config.cluster),
+      onError: onWatchError,
+    }),
+  };
   const status = createStatusStore({
+    watched: watched.releases,
     customObjects: clients.customObjects,
     namespace: config.namespace,
     cluster: config.cluster,
@@ -187,15 +216,14 @@ export async function buildAgent(
     log: chartLog,
   });
   const controls = createAgentControl({
-    customObjects: clients.customObjects,
-    kubeConfig,
+    client: clients.rest,
+    watched,
     namespace: config.namespace,
     cluster: config.cluster,
     identity: config.identity,
     version: buildInfo(env).version,
     releases: status,
     events: events.forObject(agentObjectRef(config.namespace, config.cluster)),
-    log: log.child({ component: 'control' }),
   });
 
   // Approvals are only as safe as the admission policy that checks who recorded them.

@@ -22,6 +22,7 @@ import {
   type ResponseContext,
 } from '@kubernetes/client-node';
 import { MooringError } from '../errors.js';
+import { KubeApiError, RestClient, type Endpoint, type TlsAndHeaders } from './rest.js';
 
 export interface KubeConfigOptions {
   /** A kubeconfig file to use instead of KUBECONFIG / in-cluster discovery. */
@@ -136,6 +137,31 @@ export interface KubeClients {
   authentication: AuthenticationV1Api;
   /** Generic client for any kind, used for server-side apply. */
   objects: RawObjectApi;
+  /** Plain JSON requests and watches by path (src/kube/rest.ts). */
+  rest: RestClient;
+}
+
+/** The kubeconfig's current cluster and credentials, as the REST client takes them. */
+export function endpointOf(kc: KubeConfig): Endpoint {
+  const server = kc.getCurrentCluster()?.server;
+  if (server === undefined) throw new MooringError('no Kubernetes cluster configured');
+  return {
+    server,
+    async requestOptions(): Promise<TlsAndHeaders> {
+      const opts: HttpsAgentOptions & { headers?: Record<string, string>; auth?: string } = {};
+      await kc.applyToHTTPSOptions(opts);
+      const headers = { ...opts.headers };
+      if (opts.auth) headers.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+      return {
+        ...(opts.ca === undefined ? {} : { ca: opts.ca as string | Buffer }),
+        ...(opts.cert === undefined ? {} : { cert: opts.cert as string | Buffer }),
+        ...(opts.key === undefined ? {} : { key: opts.key as string | Buffer }),
+        ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
+        ...(opts.servername === undefined ? {} : { servername: opts.servername }),
+        headers,
+      };
+    },
+  };
 }
 
 // Marks requests whose response must stay raw JSON (see RawObjectApi.processResponse).
@@ -305,6 +331,7 @@ export function createKubeClients(kubeConfig: KubeConfig): KubeClients {
     events: kubeConfig.makeApiClient(EventsV1Api),
     authentication: kubeConfig.makeApiClient(AuthenticationV1Api),
     objects: RawObjectApi.fromKubeConfig(kubeConfig),
+    rest: new RestClient(endpointOf(kubeConfig)),
   };
 }
 
@@ -408,6 +435,12 @@ export const isAlreadyExists = (err: unknown): boolean => apiStatusCode(err) ===
 
 /** A readable message for an API error: the API server's own `message`, not the raw HTTP body. */
 export function apiErrorMessage(err: unknown): string {
+  if (err instanceof KubeApiError) {
+    const body = err.body;
+    return typeof body === 'object' && body !== null && 'message' in body && typeof body.message === 'string'
+      ? `${body.message} (HTTP ${err.code})`
+      : `HTTP ${err.code}`;
+  }
   if (err instanceof ApiException) {
     const body: unknown = err.body;
     let parsed: unknown = body;

@@ -4,18 +4,20 @@
 // and the reconcile annotation (mooring reconcile). Its status is what the agent says about
 // itself: suspended or not, the last pass, the effective approval mode, its version.
 // Per-release controls live on each MooringRelease the same way (see status.ts).
-import type { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { ApprovalMode } from '../agent/config.js';
 import type { ControlState, Controls, PassResult } from '../agent/agent.js';
 import { MooringError } from '../errors.js';
 import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
-import { watchChanges } from '../kube/watch.js';
+import { mergePatchFor, sameJson, type Json } from '../kube/merge-patch.js';
+import { PATCH, type RestClient } from '../kube/rest.js';
+import { isNewer, type WatchedCollection } from '../kube/watch.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
 import {
   RECONCILE_ANNOTATION,
   withTransitions,
   type Condition,
   type ConditionWithoutTime,
+  type MooringReleaseObject,
   type ReleaseStatusRecord,
 } from './status.js';
 
@@ -50,19 +52,25 @@ export interface AgentStatus {
 }
 
 export interface AgentControlOptions {
-  customObjects: CustomObjectsApi;
-  /** For the watch that wakes the agent when an operator acts. */
-  kubeConfig?: KubeConfig;
+  client: Pick<RestClient, 'request'>;
   namespace: string;
   cluster: string;
   identity: string;
   version: string;
   /** The releases' records, for their suspensions and reconcile requests. */
   releases: { list(): Promise<ReleaseStatusRecord[]> };
+  /**
+   * Watch-fed copies of this agent's MooringAgent and of the cluster's MooringReleases: they
+   * wake the agent when an operator acts, and while they are current a pass that changes
+   * nothing costs no request. Without them (`--once`), the object is read before each pass.
+   */
+  watched?: {
+    agent: WatchedCollection<AgentObject>;
+    releases: WatchedCollection<MooringReleaseObject>;
+  };
   /** Events about the MooringAgent object. */
   events?: { emit(type: 'Normal' | 'Warning', reason: string, message: string): void };
   now?: () => number;
-  log?: { warn(obj: object, msg: string): void };
 }
 
 export const AGENT_LABELS = { 'app.kubernetes.io/managed-by': 'mooring' } as const;
@@ -71,41 +79,85 @@ export function agentObjectRef(namespace: string, cluster: string) {
   return { apiVersion: MOORING_API_VERSION, kind: MOORING_KINDS.MooringAgent.kind, name: cluster, namespace };
 }
 
-export function createAgentControl(options: AgentControlOptions): Controls {
-  const { customObjects, namespace, cluster } = options;
-  const now = options.now ?? Date.now;
-  const ref = {
-    group: MOORING_GROUP,
-    version: MOORING_VERSION,
-    plural: MOORING_KINDS.MooringAgent.plural,
-    namespace,
-  };
+/** The collection path of a namespace's MooringAgents or MooringReleases. */
+export function mooringPath(namespace: string, kind: 'MooringAgent' | 'MooringRelease'): string {
+  return `/apis/${MOORING_GROUP}/${MOORING_VERSION}/namespaces/${encodeURIComponent(namespace)}/${MOORING_KINDS[kind].plural}`;
+}
 
-  async function readOrCreate(): Promise<AgentObject> {
+/**
+ * Whether an operator acted between two versions of a MooringAgent or MooringRelease: its
+ * spec changed (metadata.generation: suspend, resume) or a reconcile was requested. The
+ * agent's own status writes are no such change; nor is the first sight of an object.
+ */
+export function operatorActed(
+  before: { metadata: { generation?: number; annotations?: Record<string, string> } } | undefined,
+  after: { metadata: { generation?: number; annotations?: Record<string, string> } } | undefined,
+): boolean {
+  if (before === undefined || after === undefined) return false;
+  return (
+    before.metadata.generation !== after.metadata.generation ||
+    before.metadata.annotations?.[RECONCILE_ANNOTATION] !== after.metadata.annotations?.[RECONCILE_ANNOTATION]
+  );
+}
+
+export function createAgentControl(options: AgentControlOptions): Controls {
+  const { client, namespace, cluster, watched } = options;
+  const now = options.now ?? Date.now;
+  const collection = mooringPath(namespace, 'MooringAgent');
+  const objectPath = `${collection}/${encodeURIComponent(cluster)}`;
+  // The last version of the object we read or wrote; the watch may know a later one.
+  let mine: AgentObject | undefined;
+
+  const remember = (obj: AgentObject): AgentObject => (mine = obj);
+
+  async function create(): Promise<AgentObject | undefined> {
     try {
-      return (await customObjects.getNamespacedCustomObject({ ...ref, name: cluster })) as AgentObject;
+      return remember(
+        await client.request<AgentObject>('POST', collection, {
+          body: {
+            apiVersion: MOORING_API_VERSION,
+            kind: MOORING_KINDS.MooringAgent.kind,
+            metadata: {
+              name: cluster,
+              namespace,
+              labels: { ...AGENT_LABELS, 'mooring.io/cluster': cluster },
+            },
+            spec: {},
+          },
+        }),
+      );
     } catch (err) {
-      if (!isNotFound(err)) throw controlError(`cannot read MooringAgent ${namespace}/${cluster}`, err);
-    }
-    try {
-      return (await customObjects.createNamespacedCustomObject({
-        ...ref,
-        body: {
-          apiVersion: MOORING_API_VERSION,
-          kind: MOORING_KINDS.MooringAgent.kind,
-          metadata: { name: cluster, namespace, labels: { ...AGENT_LABELS, 'mooring.io/cluster': cluster } },
-          spec: {},
-        },
-      })) as AgentObject;
-    } catch (err) {
-      if (isConflict(err)) return readOrCreate();
+      if (isConflict(err)) return undefined;
       throw controlError(`cannot create MooringAgent ${namespace}/${cluster}`, err);
     }
   }
 
+  async function read(): Promise<AgentObject | undefined> {
+    try {
+      const obj = await client.request<AgentObject>('GET', objectPath);
+      return remember(obj);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw controlError(`cannot read MooringAgent ${namespace}/${cluster}`, err);
+    }
+  }
+
+  /** The object as the watch or our last write left it; read (or created) when neither can say. */
+  async function current(): Promise<AgentObject> {
+    const seen = watched?.agent.get(cluster);
+    if (seen) return mine !== undefined && !isNewer(seen, mine) ? mine : seen;
+    // Created by us a moment ago, and the watch has not shown it yet.
+    if (seen === null && mine !== undefined) return mine;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const obj = (seen === null ? undefined : await read()) ?? (await create()) ?? (await read());
+      if (obj) return obj;
+    }
+    throw new MooringError(`MooringAgent ${namespace}/${cluster} kept changing while it was read`);
+  }
+
   return {
     async read(): Promise<ControlState> {
-      const [agent, releases] = await Promise.all([readOrCreate(), options.releases.list()]);
+      const [agent, releases] = await Promise.all([current(), options.releases.list()]);
       const requested = agent.metadata.annotations?.[RECONCILE_ANNOTATION];
       // Only releases an operator acted on: a record the agent just created (not suspended,
       // nothing requested) must not look like a change of controls and cost a converge.
@@ -129,10 +181,12 @@ export function createAgentControl(options: AgentControlOptions): Controls {
       };
     },
 
+    // The status says what the last pass found; a pass that finds the same writes nothing
+    // (lastPassAt moves only with the rest), so an idle agent costs the API server nothing.
     async passed(state, result, approvalMode) {
+      let obj = await current();
       for (let attempt = 0; attempt < 5; attempt++) {
-        const current = await readOrCreate();
-        const before = current.status ?? {};
+        const before = obj.status ?? {};
         const status: AgentStatus = {
           ...before,
           cluster,
@@ -142,7 +196,6 @@ export function createAgentControl(options: AgentControlOptions): Controls {
           ...(result.revision
             ? { revision: result.revision, shortRevision: result.revision.slice(0, 7) }
             : {}),
-          lastPassAt: new Date(now()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
           lastPassOutcome: result.outcome,
           ...(approvalMode ? { approvalMode } : {}),
           version: options.version,
@@ -154,14 +207,21 @@ export function createAgentControl(options: AgentControlOptions): Controls {
           now(),
           state.generation,
         );
+        if (sameJson({ ...before, lastPassAt: undefined }, { ...status, lastPassAt: undefined })) return;
+        status.lastPassAt = new Date(now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+        const changes = mergePatchFor(before as { [key: string]: Json }, status as { [key: string]: Json });
         try {
-          await customObjects.replaceNamespacedCustomObjectStatus({
-            ...ref,
-            name: cluster,
-            body: { ...current, status },
-          });
+          remember(
+            await client.request<AgentObject>('PATCH', `${objectPath}/status`, {
+              contentType: PATCH.merge,
+              body: { metadata: { resourceVersion: obj.metadata.resourceVersion }, status: changes },
+            }),
+          );
         } catch (err) {
-          if (isConflict(err) || isNotFound(err)) continue;
+          if (isConflict(err) || isNotFound(err)) {
+            obj = (await read()) ?? (await create()) ?? (await current());
+            continue;
+          }
           throw controlError(`cannot update the status of MooringAgent ${namespace}/${cluster}`, err);
         }
         if ((before.suspended === true) !== state.suspended) {
@@ -178,29 +238,25 @@ export function createAgentControl(options: AgentControlOptions): Controls {
     },
 
     watch(wake) {
-      if (!options.kubeConfig) return () => undefined;
-      const base = `/apis/${MOORING_GROUP}/${MOORING_VERSION}/namespaces/${namespace}`;
-      const onError = (err: unknown) =>
-        options.log?.warn({ err: apiErrorMessage(err) }, 'watch of operator requests failed; retrying');
-      const stops = [
-        watchChanges({
-          kubeConfig: options.kubeConfig,
-          path: `${base}/${MOORING_KINDS.MooringAgent.plural}`,
-          labelSelector: `mooring.io/cluster=${cluster}`,
-          annotations: [RECONCILE_ANNOTATION],
-          onChange: wake,
-          onError,
+      if (!watched) return () => undefined;
+      const onChange = (before: AgentObject | MooringReleaseObject | undefined, after: typeof before) => {
+        if (operatorActed(before, after)) wake();
+      };
+      const unsubscribe = [
+        watched.agent.subscribe((before, after) => {
+          // Deleted by someone: the next pass creates it again.
+          if (after === undefined) mine = undefined;
+          onChange(before, after);
         }),
-        watchChanges({
-          kubeConfig: options.kubeConfig,
-          path: `${base}/${MOORING_KINDS.MooringRelease.plural}`,
-          labelSelector: `mooring.io/cluster=${cluster}`,
-          annotations: [RECONCILE_ANNOTATION],
-          onChange: wake,
-          onError,
-        }),
+        watched.releases.subscribe(onChange),
       ];
-      return () => stops.forEach((stop) => stop());
+      watched.agent.start();
+      watched.releases.start();
+      return () => {
+        unsubscribe.forEach((stop) => stop());
+        watched.agent.stop();
+        watched.releases.stop();
+      };
     },
   };
 }

@@ -6,6 +6,7 @@ import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kuberne
 import { MooringError } from '../errors.js';
 import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
 import { mergePatchFor, type Json } from '../kube/merge-patch.js';
+import { isNewer, type WatchedCollection } from '../kube/watch.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
 
 export type ReleaseState =
@@ -129,6 +130,11 @@ export interface StatusStoreOptions {
   namespace: string;
   /** This agent's cluster name, recorded in every status and used as a label. */
   cluster: string;
+  /**
+   * A watch-fed copy of this cluster's MooringReleases (the agent's loop keeps one): while
+   * it is current, reading the records costs no request.
+   */
+  watched?: WatchedCollection<MooringReleaseObject>;
   now?: () => number;
 }
 
@@ -138,7 +144,7 @@ const CLUSTER_LABEL = 'mooring.io/cluster';
 type JsonObject = { [key: string]: Json };
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
-interface MooringReleaseObject {
+export interface MooringReleaseObject {
   apiVersion: string;
   kind: string;
   metadata: {
@@ -152,6 +158,11 @@ interface MooringReleaseObject {
   };
   spec?: { suspend?: boolean };
   status?: Record<string, unknown>;
+}
+
+/** How this cluster's MooringReleases are selected: by their cluster label, where it can hold the name. */
+export function releaseSelector(cluster: string): { labelSelector?: string } {
+  return LABEL_VALUE.test(cluster) ? { labelSelector: `${CLUSTER_LABEL}=${cluster}` } : {};
 }
 
 export function createStatusStore(options: StatusStoreOptions): StatusStore {
@@ -182,6 +193,13 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
   const remember = (obj: MooringReleaseObject): MooringReleaseObject => {
     known.set(obj.metadata.name, obj);
     return obj;
+  };
+  const { watched } = options;
+  // The later of what we wrote and what the watch saw last.
+  const latest = (name: string): MooringReleaseObject | undefined => {
+    const mine = known.get(name);
+    const seen = watched?.get(name) ?? undefined;
+    return seen !== undefined && isNewer(seen, mine) ? seen : mine;
   };
 
   async function read(name: string): Promise<MooringReleaseObject | undefined> {
@@ -216,9 +234,11 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
   }
 
   async function write(name: string, patch: ReleaseStatusPatch): Promise<void> {
-    let current = known.get(name);
+    let current = latest(name);
     for (let attempt = 0; attempt < 5; attempt++) {
-      current ??= (listed ? undefined : await read(name)) ?? (await create(name)) ?? (await read(name));
+      // A current watch (or a list) that has no such object: it does not exist yet.
+      const absent = listed || watched?.get(name) === null;
+      current ??= (absent ? undefined : await read(name)) ?? (await create(name)) ?? (await read(name));
       if (current === undefined) continue;
       const before = (current.status ?? {}) as JsonObject;
       const status = mergeStatus(
@@ -266,6 +286,11 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
 
   return {
     async list() {
+      const items = watched?.items();
+      if (items !== undefined) {
+        const names = new Set([...items.map((o) => o.metadata.name)]);
+        return [...names].map((name) => toRecord(latest(name)!)).sort((a, b) => a.name.localeCompare(b.name));
+      }
       try {
         const list = (await customObjects.listNamespacedCustomObject({
           ...ref,
@@ -284,7 +309,9 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
     },
 
     async get(name) {
-      const obj = await read(name);
+      const seen = watched?.get(name);
+      if (seen === null) return undefined;
+      const obj = seen === undefined ? await read(name) : latest(name);
       return obj === undefined ? undefined : toRecord(obj);
     },
 
@@ -301,7 +328,7 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
     },
 
     uid(name) {
-      return known.get(name)?.metadata.uid;
+      return latest(name)?.metadata.uid;
     },
 
     async remove(name) {

@@ -180,3 +180,55 @@ describe('status store writes', () => {
     expect(fake.objects.get('web')!.status).toMatchObject({ state: 'failed', lastError: 'boom' });
   });
 });
+
+describe('status store fed by a watch', () => {
+  it('lists from the watched copy without a request, takes the later of the copy and its own write', async () => {
+    const fake = fakeApi();
+    const writer = store(fake.api);
+    await writer.update('web', { state: 'ready', desiredDigest: 'd1' });
+    await writer.update('api', { state: 'ready' });
+    // What a watch would hold: the objects as the API server has them now.
+    const snapshot = () => [...fake.objects.values()].map((o) => structuredClone(o)) as never[];
+    let items: never[] | undefined = snapshot();
+    const watched = {
+      items: () => items,
+      get: (name: string) =>
+        items === undefined
+          ? undefined
+          : ((items as { metadata: { name: string } }[]).find((o) => o.metadata.name === name) ?? null),
+      ready: Promise.resolve(),
+      subscribe: () => () => undefined,
+      start: () => undefined,
+      stop: () => undefined,
+    } as never;
+    const s = createStatusStore({
+      customObjects: fake.api,
+      namespace: 'mooring-system',
+      cluster: 'eu-1',
+      watched,
+    });
+    fake.requests.length = 0;
+
+    expect((await s.list()).map((r) => [r.name, r.desiredDigest])).toEqual([
+      ['api', undefined],
+      ['web', 'd1'],
+    ]);
+    // A new release the copy does not hold: created at once, no read first.
+    await s.update('db', { state: 'progressing' });
+    // Its own write is later than the copy: the next write starts from it, no conflict.
+    await s.update('web', { desiredDigest: 'd2' });
+    await s.update('web', { desiredDigest: 'd3' });
+    expect(fake.requests.map((r) => r.split(' ').slice(0, 2).join(' '))).toEqual([
+      'CREATE db',
+      'PATCH db',
+      'PATCH web',
+      'PATCH web',
+    ]);
+
+    // The watch is down: the store asks the API server again.
+    items = undefined;
+    fake.requests.length = 0;
+    expect((await s.list()).map((r) => r.name)).toEqual(['api', 'db', 'web']);
+    expect(fake.requests).toEqual(['LIST']);
+  });
+});
