@@ -20,6 +20,7 @@ import {
 import { outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { machine, machineFormat, paint, table, type Io, type OutputFormat } from './output.js';
+import { showPaged, type runPager } from './pager.js';
 
 export interface ApproveOptions {
   context: string;
@@ -36,6 +37,8 @@ export interface ApproveOptions {
   release?: string;
   /** Approve even a plan whose dry run failed against the cluster. */
   force?: boolean;
+  /** false with --no-pager: never page the plan, even on a terminal. */
+  pager?: boolean;
 }
 
 /** Asking the person at the terminal. */
@@ -62,6 +65,10 @@ export function stdinPrompt(): Prompt {
 export interface ApproveDeps {
   prompt?: Prompt;
   clients?: Pick<KubeClients, 'customObjects' | 'authentication'>;
+  /** Where `$PAGER` is read (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Runs the pager (default: the `$PAGER` command through the shell). */
+  runPager?: typeof runPager;
 }
 
 export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = {}): Promise<ExitCode> {
@@ -148,7 +155,16 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
       `its releases: ${plan.status.releases.map((r) => r.name).join(', ')}`,
     );
   }
-  if (!format) printPlan(plan, io, opts.release);
+  if (!format) {
+    // The whole plan at once, so that a long one can be paged on a terminal.
+    const shown: string[] = [];
+    printPlan(plan, { ...io, out: (t) => shown.push(t) }, opts.release);
+    await showPaged(shown.join('\n'), io, {
+      enabled: opts.pager !== false,
+      env: deps.env ?? process.env,
+      ...(deps.runPager ? { run: deps.runPager } : {}),
+    });
+  }
 
   // A plan the cluster refused would fail when applied: approving it needs --force.
   const refused = plan.status.releases.filter((r) => r.dryRunError);
@@ -378,6 +394,7 @@ export function registerApprove(program: Command, io: Io, done: (code: ExitCode)
     .option('--comment <text>', 'a note recorded in the Approval')
     .option('--release <name>', 'show the diffs of this release only')
     .option('--force', 'approve even a plan whose dry run against the cluster failed')
+    .option('--no-pager', 'never page the plan (default: $PAGER, or less -R, when stdout is a terminal)')
     .addOption(outputOption())
     .action(async (opts: ApproveOptions) => done(await approve(opts, io)));
 }

@@ -8,6 +8,8 @@ export interface Io {
   err(text: string): void;
   /** Colour only on a terminal, and never when NO_COLOR is set. */
   colour: boolean;
+  /** Present when stdout is a terminal (long output may then be paged): its height. */
+  terminal?: { rows: number | undefined };
 }
 
 export function processIo(): Io {
@@ -15,6 +17,7 @@ export function processIo(): Io {
     out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
     err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
     colour: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR,
+    ...(process.stdout.isTTY ? { terminal: { rows: process.stdout.rows } } : {}),
   };
 }
 

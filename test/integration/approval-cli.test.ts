@@ -1,7 +1,8 @@
 // `mooring approve` and the rules around Approval objects, against the shared control plane:
 // RBAC decides who may approve, the admission policy makes the recorded approver the
 // requesting user, and the command refuses to approve what nobody confirmed.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -475,5 +476,107 @@ describe('the approval admission policy', () => {
     expect(claimed?.status).toEqual({ usedAt: '2025-06-01T12:05:00.000Z', usedForRevision: REVISION });
     // A second claim from what was read before loses: an approval is used once.
     expect(await store.claim(approval!, '2025-06-01T12:06:00.000Z')).toBeUndefined();
+  });
+});
+
+describe('mooring approve on a terminal', () => {
+  // The real command (bin/mooring.js), its stdout a pipe, or a pseudo-terminal made by
+  // script(1); PAGER is a script that records what it was given.
+  const pagerNs = `approve-pager-${run}`;
+  const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'mooring.js');
+  const LONG = Array.from({ length: 80 }, (_, i) => `line-${i}`);
+  let pager: string;
+  let recorded: string;
+
+  beforeAll(async () => {
+    await admin.core.createNamespace({ body: { metadata: { name: pagerNs } } });
+    const status: PlanStatus = {
+      cluster: 'paged',
+      revision: REVISION,
+      shortRevision: REVISION.slice(0, 7),
+      digest: '',
+      binding: 'sha256:' + 'c'.repeat(64),
+      phase: 'pending',
+      reason: 'waiting for approval',
+      changes: 1,
+      createdAt: '2025-06-01T12:00:00.000Z',
+      releases: [
+        {
+          name: 'web',
+          namespace: 'web',
+          action: 'upgrade',
+          reason: 'the desired state changed',
+          helmRevision: 4,
+          valuesDiff: `--- deployed/web/values.yaml\n+++ desired/web/values.yaml\n@@ -1,80 +1,80 @@\n${LONG.map((l) => `-${l}: a\n+${l}: b\n`).join('')}`,
+        },
+      ],
+    };
+    status.digest = planDigest(status);
+    await createPlanStore({ customObjects: admin.customObjects, namespace: pagerNs }).publish(
+      `paged-${REVISION.slice(0, 12)}`,
+      status,
+    );
+    pager = join(scratch, 'record-pager.sh');
+    recorded = join(scratch, 'paged.txt');
+    await writeFile(pager, '#!/bin/sh\ncat > "$1"\n');
+    await chmod(pager, 0o755);
+  });
+
+  afterAll(async () => {
+    await admin?.core.deleteNamespace({ name: pagerNs }).catch(() => undefined);
+  });
+
+  const args = (...extra: string[]) => [
+    BIN,
+    'approve',
+    '--context',
+    loadKubeConfig({ kubeconfig }).getCurrentContext(),
+    '--kubeconfig',
+    kubeconfig,
+    '-n',
+    pagerNs,
+    ...extra,
+  ];
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  /** The command under script(1): its stdout (and stdin) is a pseudo-terminal. */
+  const onTerminal = (...extra: string[]) =>
+    execa('script', ['-qec', ['node', ...args(...extra)].map(quote).join(' '), '/dev/null'], {
+      env: { PAGER: `${pager} ${recorded}`, NO_COLOR: '1' },
+      stdin: 'ignore',
+      reject: false,
+    });
+
+  it('never pages into a pipe: the plan is printed whole', async () => {
+    await rm(recorded, { force: true });
+    const piped = await execa('node', args(), {
+      env: { PAGER: `${pager} ${recorded}` },
+      stdin: 'ignore',
+      reject: false,
+    });
+    // No terminal to ask on and no --yes: the plan is shown, then nothing is approved.
+    expect(piped.exitCode, piped.stderr).toBe(2);
+    expect(piped.stdout).toContain('-line-79: a\n+line-79: b');
+    expect(existsSync(recorded)).toBe(false);
+  });
+
+  it('pages a long plan through $PAGER on a terminal, then approves', async () => {
+    await rm(recorded, { force: true });
+    const shown = await onTerminal('--yes');
+    expect(shown.exitCode, shown.stdout).toBe(0);
+    const paged = await readFile(recorded, 'utf8');
+    expect(paged).toContain('cluster paged  revision');
+    expect(paged).toContain('-line-0: a\n+line-0: b');
+    expect(paged).toContain('-line-79: a\n+line-79: b');
+    // The diff went to the pager, not to the terminal; the outcome did.
+    expect(shown.stdout).not.toContain('line-40');
+    expect(shown.stdout).toContain('approved: revision 4f1c2e9 of cluster paged');
+  });
+
+  it('with --no-pager, prints the plan on the terminal', async () => {
+    await rm(recorded, { force: true });
+    const shown = await onTerminal('--yes', '--no-pager');
+    expect(shown.exitCode, shown.stdout).toBe(0);
+    expect(existsSync(recorded)).toBe(false);
+    expect(shown.stdout.replace(/\r\n/g, '\n')).toContain('-line-79: a\n+line-79: b');
   });
 });
