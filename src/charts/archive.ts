@@ -1,17 +1,12 @@
-// What mooring reads inside a chart archive (.tgz): its Chart.yaml and its default values,
-// with its subcharts' defaults (vendored as folders or archives under charts/) nested under
-// each subchart's name or alias, as helm coalesces them. Read for `plan` and `explain`;
-// helm itself gets the archive.
+// What mooring reads inside a chart archive (.tgz): the tar reader, and the chart it holds
+// (chart-tree.ts: Chart.yaml, values, subcharts, CRDs). Read for `plan`, `explain` and the
+// CRDs; helm itself gets the archive.
 import { gunzipSync } from 'node:zlib';
 import { MooringError } from '../errors.js';
-import { isPlainMap } from '../model/schema.js';
-import { parseYaml } from '../model/yaml.js';
-import type { Values, ValuesLayer } from '../resolve/merge.js';
+import { loadChartTree, type ChartTree } from './chart-tree.js';
 
 /** Unpacked archives larger than this are refused (a gzip bomb must not eat the agent). */
 const MAX_UNPACKED = 200 * 1024 * 1024;
-// Charts from repositories are bigger than values files in Git (kube-prometheus-stack's values.yaml).
-const YAML_LIMITS = { maxBytes: 16 * 1024 * 1024, maxExpandedSize: 64 * 1024 * 1024, maxNodes: 2_000_000 };
 
 /** The regular files of a tar archive, by path. */
 export function untar(tar: Buffer): Map<string, Buffer> {
@@ -69,83 +64,14 @@ export function gunzipTar(tgz: Buffer, what: string): Map<string, Buffer> {
   }
 }
 
-export interface ChartMeta {
-  name: string;
-  version: string;
-}
-
-/** The chart's defaults as values layers: its own values.yaml first, then each subchart's, nested. */
-export function chartDefaultsFromArchive(tgz: Buffer, what: string): { meta: ChartMeta; layers: ValuesLayer[] } {
+/** The chart in an archive, its subcharts and CRDs included (see chart-tree.ts). */
+export function chartTreeFromArchive(tgz: Buffer, what: string): ChartTree {
   const files = gunzipTar(tgz, what);
   const top = [...files.keys()].find((p) => /^[^/]+\/Chart\.yaml$/.test(p));
   if (!top) throw new MooringError(`${what} holds no Chart.yaml`);
-  return chartDefaults(files, top.slice(0, -'/Chart.yaml'.length), [], (_path, label, parent) =>
-    parent ? `values.yaml of ${label} (subchart of ${parent})` : `values.yaml of ${label}`,
-  );
-}
-
-/**
- * Names the file a layer came from: `path` is the values.yaml's path in `files`, `label`
- * the chart's `<name>-<version>`, `parent` the top chart's label (undefined for the top chart),
- * `archive` the path of the subchart archive it was read from, if any.
- */
-export type LayerName = (path: string, label: string, parent: string | undefined, archive?: string) => string;
-
-/** The defaults of the chart in folder `dir` of `files` (a chart folder read from disk, or an archive). */
-export function chartDefaults(
-  files: Map<string, Buffer>,
-  dir: string,
-  at: string[],
-  name: LayerName,
-  parent?: string,
-  archive?: string,
-): { meta: ChartMeta; layers: ValuesLayer[] } {
-  const chartYaml = readMap(files, `${dir}/Chart.yaml`);
-  const meta = { name: String(chartYaml.name ?? dir.split('/').pop()), version: String(chartYaml.version ?? '') };
-  const label = `${meta.name}-${meta.version}`;
-  const file = name(`${dir}/values.yaml`, label, parent, archive);
-  const layers: ValuesLayer[] = [
-    { source: { file, layer: 'chart', secret: false }, values: nest(at, readMap(files, `${dir}/values.yaml`)) },
-  ];
-  const aliases = new Map<string, string>();
-  if (Array.isArray(chartYaml.dependencies)) {
-    for (const d of chartYaml.dependencies) {
-      if (isPlainMap(d) && typeof d.name === 'string' && typeof d.alias === 'string') aliases.set(d.name, d.alias);
-    }
-  }
-  const subs: Array<{ files: Map<string, Buffer>; dir: string; archive?: string }> = [];
-  const folder = new RegExp(`^${escape(dir)}/charts/([^/]+)/Chart\\.yaml$`);
-  const packed = new RegExp(`^${escape(dir)}/charts/[^/]+\\.tgz$`);
-  for (const path of [...files.keys()].sort()) {
-    const m = folder.exec(path);
-    if (m) subs.push({ files, dir: `${dir}/charts/${m[1]}` });
-    else if (packed.test(path)) {
-      const inner = gunzipTar(files.get(path)!, path);
-      const innerTop = [...inner.keys()].find((p) => /^[^/]+\/Chart\.yaml$/.test(p));
-      if (innerTop) subs.push({ files: inner, dir: innerTop.slice(0, -'/Chart.yaml'.length), archive: path });
-    }
-  }
-  for (const sub of subs) {
-    const subName = String(readMap(sub.files, `${sub.dir}/Chart.yaml`).name ?? sub.dir.split('/').pop());
-    const key = aliases.get(subName) ?? subName;
-    layers.push(...chartDefaults(sub.files, sub.dir, [...at, key], name, parent ?? label, sub.archive ?? archive).layers);
-  }
-  return { meta, layers };
-}
-
-function readMap(files: Map<string, Buffer>, path: string): Values {
-  const data = files.get(path);
-  if (!data) return {};
-  const doc = parseYaml(data.toString('utf8'), path, YAML_LIMITS);
-  return isPlainMap(doc) ? doc : {};
-}
-
-function nest(path: string[], values: Values): Values {
-  let out: Values = values;
-  for (const key of [...path].reverse()) out = { [key]: out };
-  return out;
-}
-
-function escape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return loadChartTree(files, top.slice(0, -'/Chart.yaml'.length), {
+    name: (_path, label, parent) => (parent ? `values.yaml of ${label} (subchart of ${parent})` : `values.yaml of ${label}`),
+    unpack: gunzipTar,
+    where: `${what}.tgz`,
+  });
 }

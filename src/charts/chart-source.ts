@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { MooringError } from '../errors.js';
 import type { ChartRef, PinnedChart, Release } from '../model/releases.js';
 import { redactUrl } from '../source/credentials.js';
-import type { ValuesLayer } from '../resolve/merge.js';
-import { chartDefaultsFromArchive } from './archive.js';
+import { chartTreeFromArchive } from './archive.js';
+import type { ChartTree } from './chart-tree.js';
 import { ChartAuth, scrubChartSecrets } from './auth.js';
 import { assembleChart, dependencyRelease, missingDependencies } from './dependencies.js';
 import { ArtifactCache, DEFAULT_CACHE_BYTES } from './cache.js';
@@ -60,7 +60,7 @@ export class ChartSource {
   private readonly now: () => number;
   private readonly repos = new Map<string, RepoState>();
   private readonly inflight = new Map<string, Promise<unknown>>();
-  private readonly defaultsMemo = new Map<string, ValuesLayer[]>();
+  private readonly charts = new Map<string, ChartTree>();
   /** Archives whose index listed no digest: their computed digest, by archive URL. */
   private readonly undigested = new Map<string, string>();
   private generation = 0;
@@ -166,14 +166,14 @@ export class ChartSource {
     return assembleChart(root, chartPath, contentDigest, dependencies, this.opts.dir);
   }
 
-  /** The chart's defaults (its values.yaml, then its subcharts'), read from the cached archive. */
-  defaults(pinned: PinnedChart): ValuesLayer[] {
-    let layers = this.defaultsMemo.get(pinned.digest);
-    if (!layers) {
-      layers = chartDefaultsFromArchive(readFileSync(pinned.archive), `${pinned.name}-${pinned.version}`).layers;
-      this.defaultsMemo.set(pinned.digest, layers);
+  /** The pinned chart as helm will load it (values, subcharts, CRDs), read from the cached archive. */
+  chart(pinned: PinnedChart): ChartTree {
+    let tree = this.charts.get(pinned.digest);
+    if (!tree) {
+      tree = chartTreeFromArchive(readFileSync(pinned.archive), `${pinned.name}-${pinned.version}`);
+      this.charts.set(pinned.digest, tree);
     }
-    return layers;
+    return tree;
   }
 
   /** Records a pinned archive as in use; a new download makes room by evicting unused ones. */

@@ -7,7 +7,8 @@ import { MooringError } from '../errors.js';
 import type { ClusterSpec } from '../model/cluster.js';
 import { loadClusterModel, type ClusterModel } from '../model/repo.js';
 import type { ChartRef, PinnedChart, Release } from '../model/releases.js';
-import type { Values, ValuesLayer } from '../resolve/merge.js';
+import type { Values } from '../resolve/merge.js';
+import type { ChartTree } from '../charts/chart-tree.js';
 import { resolveCluster, type ResolvedRelease, type ResolveDeps } from '../resolve/resolve.js';
 import { readRepoFile } from '../model/paths.js';
 import { isPlainMap } from '../model/schema.js';
@@ -49,8 +50,8 @@ export interface ClusterPlan {
 /** Resolves remote charts to exact archives (src/charts implements it). */
 export interface ChartPins {
   pin(release: Release): Promise<PinnedChart>;
-  /** The chart's values.yaml, then its subcharts', nested: the lowest values layers. */
-  defaults(pinned: PinnedChart): ValuesLayer[];
+  /** The pinned chart as helm loads it: its values, subcharts and CRDs. */
+  chart(pinned: PinnedChart): ChartTree;
   /** Fetches the dependencies an in-repo chart declares and does not vendor (none: undefined). */
   dependencies?(root: string, release: Release): Promise<PinnedChart[] | undefined>;
   /** The in-repo chart with its fetched dependencies added: the folder helm is given. */
@@ -97,12 +98,10 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
   const graph = buildGraph(model.releases, model.disabled);
   const pins = await pinCharts(model, deps.charts);
   const pinned: ClusterModel = { ...model, releases: pins.map((p) => p.release) };
-  const pinnedDefaults = new Map(
-    pins.flatMap((p) => (p.defaults ? [[p.release.name, p.defaults] as const] : [])),
-  );
+  const pinnedCharts = new Map(pins.flatMap((p) => (p.chart ? [[p.release.name, p.chart] as const] : [])));
   const resolutions = await resolveCluster(pinned, {
     ...deps,
-    remoteChartDefaults: (release) => Promise.resolve(pinnedDefaults.get(release.name)),
+    remoteChart: (release) => Promise.resolve(pinnedCharts.get(release.name)),
   });
   const releases = await Promise.all(
     pins.map(async ({ release, error: pinError }, i): Promise<PlannedRelease> => {
@@ -160,7 +159,7 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
 interface Pin {
   /** The release, its remote chart pinned when that worked. */
   release: Release;
-  defaults?: ValuesLayer[];
+  chart?: ChartTree;
   error?: MooringError;
 }
 
@@ -184,8 +183,7 @@ async function pinCharts(model: ClusterModel, charts: ChartPins | undefined): Pr
       }
       try {
         const pinned = await charts.pin(release);
-        const defaults = charts.defaults(pinned);
-        return { release: { ...release, chart: { ...chart, pinned } }, defaults };
+        return { release: { ...release, chart: { ...chart, pinned } }, chart: charts.chart(pinned) };
       } catch (err) {
         const error =
           err instanceof MooringError

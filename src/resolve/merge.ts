@@ -139,6 +139,11 @@ export function mergeValues(input: {
   chartDefaults?: ValuesLayer | ValuesLayer[];
   layers: ValuesLayer[];
   inject?: { path: string[]; value: unknown; source: Source };
+  /**
+   * Keys removed when their merged value is null: the top-level keys of a subchart's
+   * defaults, which helm coalesces twice, the second time deleting a null (chart-tree.ts).
+   */
+  dropIfNull?: readonly string[][];
 }): MergeResult {
   const root: MapNode = { kind: 'map', entries: new Map(), source: input.layers[0]?.source ?? IDENTITY };
   for (const layer of input.layers) {
@@ -152,6 +157,15 @@ export function mergeValues(input: {
   const full = cloneNode(root) as MapNode;
   const chart = chartNode(input.chartDefaults);
   if (chart) coalesceTop(full, chart, deletions);
+  for (const path of input.dropIfNull ?? []) {
+    const parent = mapAt(full, path.slice(0, -1));
+    const key = path[path.length - 1]!;
+    const node = parent?.entries.get(key);
+    if (parent && isNull(node)) {
+      parent.entries.delete(key);
+      deletions.push({ path, source: node.source });
+    }
+  }
   const leaves: Origin[] = [];
   for (const [k, v] of full.entries) collectLeaves(v, [k], leaves);
   return { userValues, values: toJS(full) as Values, leaves, deletions };
@@ -168,6 +182,15 @@ function chartNode(defaults: ValuesLayer | ValuesLayer[] | undefined): MapNode |
     else coalesceTables(node, next, [], []);
   }
   return node;
+}
+
+function mapAt(root: MapNode, path: string[]): MapNode | undefined {
+  let node: Node | undefined = root;
+  for (const key of path) {
+    if (node?.kind !== 'map') return undefined;
+    node = node.entries.get(key);
+  }
+  return node?.kind === 'map' ? node : undefined;
 }
 
 const IDENTITY: Source = { file: 'cluster identity', layer: 'identity', secret: false };

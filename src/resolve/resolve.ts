@@ -3,7 +3,16 @@
 // A problem with one release (a broken values file, a SOPS file that fails its MAC) marks
 // that release failed and leaves the others alone.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { chartDefaults } from '../charts/archive.js';
+import { gunzipTar } from '../charts/archive.js';
+import {
+  chartCrds,
+  defaultLayers,
+  enabledChart,
+  loadChartTree,
+  nullDefaultKeys,
+  type ChartTree,
+  type CrdFile,
+} from '../charts/chart-tree.js';
 import { MooringError } from '../errors.js';
 import { clusterIdentity, type ClusterSpec } from '../model/cluster.js';
 import { readRepoFile, resolveInRepo } from '../model/paths.js';
@@ -33,6 +42,8 @@ export interface ResolvedRelease {
   secretStrings: string[];
   /** The values layers as read, lowest precedence first (for `explain KEY`). */
   layers: ValuesLayer[];
+  /** The files of the chart's crds/ folders (its own and its enabled subcharts'), as helm would install them. */
+  crds: CrdFile[];
 }
 
 export type Resolution =
@@ -43,10 +54,10 @@ export interface ResolveDeps {
   /** Decrypts a SOPS file's text; returns the plaintext document without `sops` metadata. */
   decrypt(text: string, file: string): Promise<unknown>;
   /**
-   * The defaults of a chart that is not in the repository (its values.yaml, then its
-   * subcharts', nested), read by the chart source from the pinned archive.
+   * A chart that is not in the repository (its values, subcharts and CRDs), read by the
+   * chart source from the pinned archive.
    */
-  remoteChartDefaults?(release: Release): Promise<ValuesLayer[] | undefined>;
+  remoteChart?(release: Release): Promise<ChartTree | undefined>;
 }
 
 const IDENTITY_PATH = ['global', 'cluster'];
@@ -127,16 +138,25 @@ async function resolveRelease(
         if (secret) collectSecretStrings(values, secretStrings);
       }
     }
-    const defaults = await loadChartDefaults(model.root, release, deps);
+    const tree = await loadChart(model.root, release, deps);
     const identitySource: Source = {
       file: `clusters/${model.cluster.name}/cluster.yaml`,
       layer: 'identity',
       secret: false,
     };
+    const inject = { path: IDENTITY_PATH, value: clusterIdentity(model.cluster), source: identitySource };
+    // As helm: tags and conditions are read from the user's values over every chart default,
+    // then the disabled subcharts are dropped and imports added.
+    const enabled = tree
+      ? enabledChart(
+          tree,
+          mergeValues({ chartDefaults: defaultLayers(tree, { imports: false }), layers, inject }).values,
+        )
+      : undefined;
     const merge = mergeValues({
-      ...(defaults ? { chartDefaults: defaults } : {}),
+      ...(enabled ? { chartDefaults: defaultLayers(enabled), dropIfNull: nullDefaultKeys(enabled) } : {}),
       layers,
-      inject: { path: IDENTITY_PATH, value: clusterIdentity(model.cluster), source: identitySource },
+      inject,
     });
     return {
       name: release.name,
@@ -149,6 +169,7 @@ async function resolveRelease(
         secretPaths: merge.leaves.filter((l) => l.source.secret).map((l) => l.path),
         secretStrings: [...secretStrings],
         layers,
+        crds: enabled ? chartCrds(enabled) : [],
       },
     };
   } catch (err) {
@@ -167,11 +188,7 @@ async function resolveRelease(
   }
 }
 
-async function loadChartDefaults(
-  root: string,
-  release: Release,
-  deps: ResolveDeps,
-): Promise<ValuesLayer[] | undefined> {
+async function loadChart(root: string, release: Release, deps: ResolveDeps): Promise<ChartTree | undefined> {
   const chart = release.chart;
   if (chart.kind === 'local') {
     const field = `releases.${release.name}.chart`;
@@ -187,23 +204,33 @@ async function loadChartDefaults(
     // Dependencies the chart source fetched count as vendored subcharts, as after helm dependency build.
     for (const d of chart.dependencies ?? [])
       files.set(`${chart.path}/charts/${d.name}-${d.version}.tgz`, readFileSync(d.archive));
-    return chartDefaults(files, chart.path, [], (path, label, _parent, archive) =>
-      archive ? `values.yaml of ${label} (${archive})` : path,
-    ).layers;
+    return loadChartTree(files, chart.path, {
+      name: (path, label, _parent, archive) => (archive ? `values.yaml of ${label} (${archive})` : path),
+      unpack: gunzipTar,
+    });
   }
-  return deps.remoteChartDefaults?.(release);
+  return deps.remoteChart?.(release);
 }
 
-/** The files of an in-repository chart that hold defaults: Chart.yaml, values.yaml, subcharts. */
+/** The files of an in-repository chart helm reads before rendering: Chart.yaml, values.yaml, crds/, subcharts. */
 function chartFiles(root: string, chartPath: string): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   const add = (rel: string) => {
     const abs = resolveInRepo(root, rel, { file: rel });
     if (existsSync(abs) && statSync(abs).isFile()) files.set(rel, readFileSync(abs));
   };
+  const addTree = (dir: string) => {
+    const abs = resolveInRepo(root, dir, { file: dir });
+    if (!existsSync(abs) || !statSync(abs).isDirectory()) return;
+    for (const entry of readdirSync(abs, { withFileTypes: true })) {
+      if (entry.isDirectory()) addTree(`${dir}/${entry.name}`);
+      else add(`${dir}/${entry.name}`);
+    }
+  };
   const walk = (dir: string) => {
     add(`${dir}/Chart.yaml`);
     add(`${dir}/values.yaml`);
+    addTree(`${dir}/crds`);
     const sub = resolveInRepo(root, `${dir}/charts`, { file: `${dir}/charts` });
     if (!existsSync(sub)) return;
     for (const entry of readdirSync(sub, { withFileTypes: true })) {

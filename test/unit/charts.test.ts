@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { chartDefaultsFromArchive, untar } from '../../src/charts/archive.js';
+import { chartTreeFromArchive, untar } from '../../src/charts/archive.js';
+import { chartCrds, defaultLayers, enabledChart } from '../../src/charts/chart-tree.js';
 import { parseChartAuth } from '../../src/charts/auth.js';
 import { indexEntries } from '../../src/charts/repo-index.js';
 import { pickVersion } from '../../src/charts/versions.js';
@@ -188,8 +189,9 @@ describe('chart archives', () => {
   });
 
   it('gives the chart values over its subcharts, nested under the alias, each layer named', () => {
-    const { meta, layers } = chartDefaultsFromArchive(packaged(), 'parent-1.0.0');
-    expect(meta).toEqual({ name: 'parent', version: '1.0.0' });
+    const tree = chartTreeFromArchive(packaged(), 'parent-1.0.0');
+    expect(tree.meta).toEqual({ name: 'parent', version: '1.0.0' });
+    const layers = defaultLayers(tree);
     expect(layers.map((l) => l.source.file)).toEqual([
       'values.yaml of parent-1.0.0',
       'values.yaml of db-0.1.0 (subchart of parent-1.0.0)',
@@ -199,5 +201,91 @@ describe('chart archives', () => {
     const origin = (key: string) => merged.leaves.find((l) => l.path.join('.') === key)?.source.file;
     expect(origin('database.port')).toBe('values.yaml of parent-1.0.0');
     expect(origin('database.size')).toBe('values.yaml of db-0.1.0 (subchart of parent-1.0.0)');
+  });
+
+  function tarball(files: Record<string, string>): Buffer {
+    const dir = mkdtempSync(join(tmpdir(), 'mooring-archive-'));
+    for (const [rel, text] of Object.entries(files)) {
+      mkdirSync(join(dir, rel, '..'), { recursive: true });
+      writeFileSync(join(dir, rel), text);
+    }
+    execFileSync('tar', ['-czf', join(dir, 'out.tgz'), '-C', dir, Object.keys(files)[0]!.split('/')[0]!]);
+    return readFileSync(join(dir, 'out.tgz'));
+  }
+
+  const app = () =>
+    chartTreeFromArchive(
+      tarball({
+        'app/Chart.yaml': [
+          'apiVersion: v2',
+          'name: app',
+          'version: 1.0.0',
+          'dependencies:',
+          '  - {name: db, version: 0.1.0, condition: "db.enabled,global.db"}',
+          '  - {name: cache, version: 0.1.0, tags: [backend]}',
+          '  - name: lib',
+          '    version: 0.1.0',
+          '    alias: shared',
+          '    import-values: [defaults, {child: settings, parent: fromLib.settings}]',
+          '',
+        ].join('\n'),
+        'app/values.yaml': 'db: {enabled: false, size: 2Gi}\nfromLib: {settings: {mode: parent}}\n',
+        'app/crds/app.yaml': 'kind: CustomResourceDefinition\n',
+        'app/charts/db/Chart.yaml': 'apiVersion: v2\nname: db\nversion: 0.1.0\n',
+        'app/charts/db/values.yaml': 'size: 1Gi\nport: 5432\n',
+        'app/charts/db/crds/db.yaml': 'kind: CustomResourceDefinition\n',
+        'app/charts/cache/Chart.yaml': 'apiVersion: v2\nname: cache\nversion: 0.1.0\n',
+        'app/charts/cache/values.yaml': 'ttl: 60\n',
+        'app/charts/lib/Chart.yaml': 'apiVersion: v2\nname: lib\nversion: 0.1.0\n',
+        'app/charts/lib/values.yaml':
+          'exports: {defaults: {imported: true, level: low}}\nsettings: {mode: lib, retries: 3}\n',
+      }),
+      'app-1.0.0',
+    );
+  const effective = (user: Record<string, unknown>) => {
+    const tree = app();
+    const layers = [{ source: { file: 'user.yaml', layer: 'common' as const, secret: false }, values: user }];
+    const first = mergeValues({ chartDefaults: defaultLayers(tree, { imports: false }), layers }).values;
+    const enabled = enabledChart(tree, first);
+    return { enabled, merge: mergeValues({ chartDefaults: defaultLayers(enabled), layers }) };
+  };
+
+  it('drops a subchart its condition disables: no defaults, no CRDs', () => {
+    const { enabled, merge } = effective({});
+    expect(enabled.subcharts.map((s) => s.key)).toEqual(['cache', 'shared']);
+    expect(merge.values.db).toEqual({ enabled: false, size: '2Gi' });
+    expect(chartCrds(enabled).map((c) => c.file)).toEqual(['app-1.0.0.tgz: app/crds/app.yaml']);
+  });
+
+  it('reads conditions from the user values, the first boolean of the list winning', () => {
+    expect(effective({ db: { enabled: true } }).merge.values.db).toEqual({
+      enabled: true,
+      size: '2Gi',
+      port: 5432,
+    });
+    expect(chartCrds(effective({ db: { enabled: true } }).enabled)).toHaveLength(2);
+    // db.enabled is no boolean: the next condition decides.
+    expect(effective({ db: { enabled: 'no' }, global: { db: true } }).merge.values.db).toMatchObject({
+      port: 5432,
+    });
+  });
+
+  it('switches a subchart off only when all its given tags are false, a condition winning over tags', () => {
+    expect(effective({}).merge.values.cache).toEqual({ ttl: 60 });
+    expect(effective({ tags: { backend: false } }).merge.values.cache).toBeUndefined();
+    expect(effective({ tags: { backend: true } }).merge.values.cache).toEqual({ ttl: 60 });
+  });
+
+  it('imports values below the parent values, named after the import', () => {
+    const { merge } = effective({});
+    expect(merge.values.imported).toBe(true);
+    expect(merge.values.level).toBe('low');
+    // The parent's own value wins over the imported one; the rest is imported.
+    expect(merge.values.fromLib).toEqual({ settings: { mode: 'parent', retries: 3 } });
+    const origin = (key: string) => merge.leaves.find((l) => l.path.join('.') === key)?.source.file;
+    expect(origin('fromLib.settings.retries')).toBe(
+      'import-values of app-1.0.0 from lib-0.1.0 (shared.settings)',
+    );
+    expect(origin('fromLib.settings.mode')).toBe('values.yaml of app-1.0.0');
   });
 });
