@@ -14,6 +14,7 @@
 // agent and mooring-leash next to helm (node scripts/setup.mjs).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import * as k8s from '@kubernetes/client-node';
 import {
   HELM,
@@ -102,7 +103,13 @@ async function records() {
   return new Map(list.items.map((o) => [o.metadata.name, o.status ?? {}]));
 }
 
-/** Successful helm revisions of each release made for `commit`, from mooring's marks. */
+/**
+ * Successful helm revisions of each release made for `commit`, from mooring's marks. A
+ * revision counts when helm finished it: status deployed or superseded, and the description
+ * mooring passed (`mooring <commit>`), which helm keeps only on success. The status alone is
+ * not enough: helm's next upgrade marks a failed latest revision superseded too (helm issue
+ * 2832), among them the pending revisions mooring marked failed after a kill.
+ */
 async function upgradesTo(commit) {
   const counts = [];
   for (const name of names) {
@@ -111,10 +118,20 @@ async function upgradesTo(commit) {
       labelSelector: `owner=helm,name=${name},mooring.io/revision=${commit}`,
     });
     counts.push(
-      secrets.items.filter((s) => ['deployed', 'superseded'].includes(s.metadata.labels.status)).length,
+      secrets.items.filter(
+        (s) =>
+          ['deployed', 'superseded'].includes(s.metadata.labels.status) &&
+          decodeRelease(s).info?.description === `mooring ${commit.slice(0, 7)}`,
+      ).length,
     );
   }
   return counts;
+}
+
+/** The release record a helm storage Secret holds: base64 (Kubernetes) of base64 of gzip of JSON. */
+function decodeRelease(secret) {
+  const raw = Buffer.from(Buffer.from(secret.data.release, 'base64').toString('utf8'), 'base64');
+  return JSON.parse((raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw).toString('utf8'));
 }
 
 // Samples every helm upgrade: two at once on one release is an overlap; one whose parent is
