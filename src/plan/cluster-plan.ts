@@ -103,6 +103,13 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
     ...deps,
     remoteChart: (release) => Promise.resolve(pinnedCharts.get(release.name)),
   });
+  // Releases that share an in-repo chart share its digest: each chart is read once a plan.
+  const chartDigests = new Map<string, Promise<string>>();
+  const chartDigest = (path: string): Promise<string> => {
+    let digest = chartDigests.get(path);
+    if (!digest) chartDigests.set(path, (digest = chartDirDigest(model.root, path)));
+    return digest;
+  };
   const releases = await Promise.all(
     pins.map(async ({ release, error: pinError }, i): Promise<PlannedRelease> => {
       const chart = release.chart;
@@ -121,7 +128,7 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
       const resolved = resolution.resolved;
       const graphError = graph.errors.get(release.name);
       try {
-        const localDigest = chart.kind === 'local' ? chartDirDigest(model.root, chart.path) : undefined;
+        const localDigest = chart.kind === 'local' ? await chartDigest(chart.path) : undefined;
         if (chart.kind === 'local' && chart.dependencies && localDigest && deps.charts?.assemble) {
           chart.assembled = deps.charts.assemble(model.root, chart.path, localDigest, chart.dependencies);
         }

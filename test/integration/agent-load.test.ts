@@ -1,9 +1,12 @@
 // Leadership under CPU-heavy work: two replicas (real `node bin/mooring.js run` processes,
-// run the build first) and a commit of 10,000 files. Fetching and checking it out is seconds
-// of CPU; it must not stall the leader's event loop (lease renewal, the leader check), so
-// the lease never changes hands, helm never runs twice at once, and the agents' own metric
-// reports the event loop never blocked for a second.
+// run the build first) and a commit of 10,000 files inside the release's in-repo chart (kept
+// out of helm's package by .helmignore, not out of mooring's chart digest). Fetching,
+// checking out and digesting them is seconds of CPU and I/O; it must not stall the leader's
+// event loop (lease renewal, the leader check), so the lease never changes hands, helm never
+// runs twice at once, and the agents' own metric reports the event loop never blocked for a
+// second.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -86,6 +89,23 @@ async function addressOf(agent: AgentProcess): Promise<string> {
   });
 }
 
+/**
+ * GET /metrics on a connection of its own: a kept-alive one may be closed by the agent's
+ * idle timeout just as the next scrape reuses it (ECONNRESET), which says nothing about the
+ * agent. A dead agent still fails it (refused).
+ */
+function scrape(address: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`http://${address}/metrics`, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
 function metric(text: string, name: string): number | undefined {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
@@ -130,7 +150,7 @@ describe('two replicas and a commit of 10,000 files', () => {
         const [lease, procs, ...scrapes] = await Promise.all([
           readLease(),
           processesMatching(new RegExp(`helm upgrade app .*--namespace ${ns}( |$)`)),
-          ...addresses.map((a) => fetch(`http://${a}/metrics`).then((r) => r.text())),
+          ...addresses.map(scrape),
         ]);
         holders.add(lease.spec?.holderIdentity ?? '');
         if (procs.length > 1) overlaps++;
@@ -142,7 +162,8 @@ describe('two replicas and a commit of 10,000 files', () => {
       }
     })();
 
-    const change = await commitMany(repo, 'docs/bulk', FILES, {
+    const change = await commitMany(repo, 'charts/app/bulk', FILES, {
+      'charts/app/.helmignore': 'bulk/\n',
       'environments/test/values/app.yaml': 'config: {v: "2"}\n',
     });
     await waitFor(
