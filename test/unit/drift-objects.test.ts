@@ -52,6 +52,20 @@ describe('parseManifest', () => {
     );
     expect(cm?.data).toEqual({ at: '2024-01-02' });
   });
+
+  it('reads what YAML 1.1 would make a sexagesimal number as go-yaml does: a string', () => {
+    // Read as 750 and 7200, the live "12:30" would look drifted and be "corrected" forever.
+    const [cm] = parseManifest(
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  at: 12:30\n  window: 2:00:00\n',
+    );
+    expect(cm?.data).toEqual({ at: '12:30', window: '2:00:00' });
+  });
+
+  it('reads octal file modes as numbers, and refuses what is not YAML', () => {
+    const [cm] = parseManifest('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nspec:\n  mode: 0755\n');
+    expect(cm?.spec).toEqual({ mode: 493 });
+    expect(() => parseManifest('apiVersion: v1\nkind: [\n')).toThrow(/invalid YAML/);
+  });
 });
 
 describe('asHelmApplied', () => {

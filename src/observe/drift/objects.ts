@@ -2,9 +2,9 @@
 // into Kubernetes objects, each named the way drift reports name it. Helm adds its ownership
 // label and annotations at install time (they are not in the recorded manifest), so they are
 // added back here: applying the manifest without them would strip them from the live object.
-import { parseAllDocuments, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
 import type { AnyObject } from '../../kube/client.js';
 import { isPlainMap } from '../../model/schema.js';
+import { parseManifestDocuments } from '../../plan/manifest-yaml.js';
 
 /** Names one Kubernetes object. */
 export interface ObjectId {
@@ -45,24 +45,15 @@ export function objectKey(id: ObjectId): string {
   return [groupOf(id.apiVersion), id.kind, id.namespace ?? '', id.name].join('\u0000');
 }
 
-// Helm renders, then its Kubernetes client decodes with sigs.k8s.io/yaml (go-yaml v2, YAML
-// 1.1): `yes` is a boolean and `0777` octal. Parse the recorded manifest the same way.
-const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
-  version: '1.1',
-  customTags: (tags) => tags.filter((t) => typeof t === 'object' && t.tag !== 'tag:yaml.org,2002:timestamp'),
-};
-
 /**
- * The objects of a recorded manifest (multi-document YAML), in manifest order. Documents
- * that are empty or not objects are skipped, as helm skips them; `List` kinds are flattened.
+ * The objects of a recorded manifest (multi-document YAML), in manifest order, read as helm
+ * and the API server read it (go-yaml v2 rules, src/plan/manifest-yaml.ts: `yes` is a
+ * boolean, `0777` octal, `12:30` and timestamps strings). Documents that are empty or not
+ * objects are skipped, as helm skips them; `List` kinds are flattened.
  */
 export function parseManifest(manifest: string): AnyObject[] {
   const objects: AnyObject[] = [];
-  for (const doc of parseAllDocuments(manifest, YAML_OPTIONS)) {
-    if (doc.errors.length > 0) {
-      throw new Error(`the recorded manifest is not valid YAML: ${doc.errors[0]!.message}`);
-    }
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  for (const value of parseManifestDocuments(manifest, 'the recorded manifest')) {
     if (!isPlainMap(value) || typeof value.kind !== 'string') continue;
     if (value.kind.endsWith('List') && Array.isArray(value.items)) {
       for (const item of value.items) if (isPlainMap(item)) objects.push(item as AnyObject);
