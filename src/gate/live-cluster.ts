@@ -85,12 +85,17 @@ export function createLiveCluster(clients: Pick<KubeClients, 'core' | 'objects'>
     async dryRunApply(object) {
       if (object.metadata.namespace && !(await namespaceExists(object.metadata.namespace))) return undefined;
       // force: show what the object would become, as helm's apply takes its fields.
-      const result = await serverSideApply(clients, object as AnyObject, {
-        fieldManager: HELM_FIELD_MANAGER,
-        force: true,
-        dryRun: true,
-      });
-      return result as KubeObject;
+      try {
+        const result = await serverSideApply(clients, object as AnyObject, {
+          fieldManager: HELM_FIELD_MANAGER,
+          force: true,
+          dryRun: true,
+        });
+        return result as KubeObject;
+      } catch (err) {
+        // What the API server said (its Status message), not the client's "HTTP-Code: 422".
+        throw new MooringError(apiErrorMessage(err), {}, { cause: err });
+      }
     },
   };
 }

@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
-import { createPlanStore } from '../../src/gate/plans.js';
+import { createPlanStore, planName } from '../../src/gate/plans.js';
+import { whoAmI } from '../../src/kube/client.js';
 import {
+  eventReasons,
   helmRevisions,
   kubectl,
   readRelease,
@@ -185,5 +187,74 @@ describe('an approved upgrade that fails', () => {
     } finally {
       await loop.stop();
     }
+  });
+});
+
+describe('a plan the cluster refuses, and a forged approval', () => {
+  it('shows the refusal in one line and no diff for that object, is not approved without --force, and a digest the agent never published is rejected with an Event', async () => {
+    const cluster = uniqueName('manref');
+    const repo = await rig.createRepo(
+      rig.clusterRepo(cluster, { web: {} }, { web: 'config: {greeting: hello}\n' }),
+    );
+    const config = rig.agentFor(cluster, repo, { approval: 'manual' });
+    const agentNs = config.namespace;
+    const approve = (...extra: string[]) =>
+      cli([
+        'approve',
+        '--context',
+        'mooring-local',
+        '--kubeconfig',
+        rig.kubeconfig,
+        '-n',
+        agentNs,
+        '--yes',
+        ...extra,
+      ]);
+    const approvals = createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+    expect((await runOnce(config, rig.env)).code).toBe(3);
+    expect((await approve()).code).toBe(0);
+    const installed = await runOnce(config, rig.env);
+    expect(installed.code, installed.log()).toBe(0);
+
+    // A ConfigMap key the API server does not accept.
+    const bad = await repo.commit({
+      'environments/test/values/web.yaml': 'config: {greeting: hello, "not a key!": x}\n',
+    });
+    const waiting = await runOnce(config, rig.env);
+    expect(waiting.code, waiting.log()).toBe(3);
+    const plans = createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+    const [web] = (await plans.get(planName(cluster, bad)))!.status.releases;
+    expect(web).toMatchObject({ name: 'web', action: 'upgrade' });
+    expect(web!.dryRunError).toMatch(/web-config.*not a key!/);
+    expect(web!.dryRunError).not.toContain('\n');
+    // No diff is invented for the refused object; the Deployment's real change is shown.
+    expect(web!.manifestDiff).not.toContain('web-config');
+    expect(web!.manifestDiff).toContain(`+++ desired/Deployment/${cluster}-web/web`);
+
+    const refused = await approve();
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('the dry run against the cluster failed for web');
+    expect(refused.stderr).toContain('pass --force to approve it anyway');
+    expect(await approvals.list(cluster)).toHaveLength(1);
+
+    // A forged approval of that revision, with a digest the agent never published.
+    const me = await whoAmI(rig.clients);
+    const forged = await approvals.create({
+      cluster,
+      revision: bad,
+      planDigest: `sha256:${'e'.repeat(64)}`,
+      approvedBy: { username: me.username, groups: me.groups },
+    });
+    const helmBefore = await helmRevisions(rig.clients, `${cluster}-web`, 'web');
+    const after = await runOnce(config, rig.env);
+    expect(after.code, after.log()).toBe(3);
+    expect(after.helm.filter((c) => c.command === 'upgrade' && !c.args.includes('--dry-run=server'))).toEqual(
+      [],
+    );
+    expect(await helmRevisions(rig.clients, `${cluster}-web`, 'web')).toEqual(helmBefore);
+    const [rejected] = (await approvals.list(cluster)).filter((a) => a.name === forged.name);
+    expect(rejected!.status).toMatchObject({ result: 'rejected' });
+    expect(rejected!.status.message).toContain('not the plan this agent published');
+    expect(await eventReasons(rig.clients, agentNs, forged.name)).toEqual(['Warning/ApprovalRejected']);
   });
 });
