@@ -8,16 +8,8 @@ import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { createApprovalStore, type Approval } from '../gate/approvals.js';
 import { createPlanStore, planDigest, type PlanRelease, type StoredPlan } from '../gate/plans.js';
-import {
-  apiErrorMessage,
-  createKubeClients,
-  isForbidden,
-  loadKubeConfig,
-  whoAmI,
-  type Identity,
-  type KubeClients,
-} from '../kube/client.js';
-import { outputOption } from './common.js';
+import { apiErrorMessage, isForbidden, whoAmI, type Identity, type KubeClients } from '../kube/client.js';
+import { openKubeClients, outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { machine, machineFormat, paint, table, type Io, type OutputFormat } from './output.js';
 import { showPaged, type runPager } from './pager.js';
@@ -84,21 +76,9 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
       `--revision must be a commit sha (at least 7 hex characters), found ${opts.revision}`,
     );
   }
-  let clients: Pick<KubeClients, 'customObjects' | 'authentication'>;
-  try {
-    clients =
-      deps.clients ??
-      createKubeClients(
-        loadKubeConfig({
-          context: opts.context,
-          ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
-        }),
-      );
-  } catch (err) {
-    // An unknown context or an unreadable kubeconfig: the cluster cannot be reached, as in plan.
-    if (!(err instanceof MooringError)) throw err;
-    return fail(EXIT.cluster, err.message, err.hint);
-  }
+  // An unknown context or an unreadable kubeconfig: the cluster cannot be reached, as in plan.
+  const clients = deps.clients ?? openKubeClients(opts);
+  if (clients instanceof MooringError) return fail(EXIT.cluster, clients.message, clients.hint);
   const plans = createPlanStore({ customObjects: clients.customObjects, namespace: opts.namespace });
   const where = `namespace ${opts.namespace} of context ${opts.context}`;
 

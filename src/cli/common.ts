@@ -1,4 +1,5 @@
-// What several commands share: age keys for SOPS, the helm binary, output options.
+// What several commands share: age keys for SOPS, the helm binary, the kube clients of a
+// context, output options.
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,8 @@ import type { PlanDeps } from '../plan/cluster-plan.js';
 import { secretDigestKey } from '../secrets/hash.js';
 import { loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
+import { MooringError } from '../errors.js';
+import { createKubeClients, loadKubeConfig, type KubeClients } from '../kube/client.js';
 import { Option } from 'commander';
 import type { OutputFormat } from './output.js';
 
@@ -76,6 +79,25 @@ export function helmFromEnv(
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     ...(opts.context ? { kubeContext: opts.context } : {}),
   });
+}
+
+/**
+ * The API clients of `--context` (read from `--kubeconfig`, else KUBECONFIG). A context the
+ * kubeconfig does not have, or a kubeconfig that cannot be read, comes back as the error to
+ * report: the cluster cannot be reached (exit 5). Anything else is a bug and is thrown.
+ */
+export function openKubeClients(opts: { context?: string; kubeconfig?: string }): KubeClients | MooringError {
+  try {
+    return createKubeClients(
+      loadKubeConfig({
+        ...(opts.context !== undefined ? { context: opts.context } : {}),
+        ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+      }),
+    );
+  } catch (err) {
+    if (err instanceof MooringError) return err;
+    throw err;
+  }
 }
 
 /** `--path DIR` (`MOORING_PATH`): where the layout sits in the repository. */

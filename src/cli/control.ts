@@ -7,19 +7,12 @@
 import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
-import {
-  apiErrorMessage,
-  createKubeClients,
-  isNotFound,
-  loadKubeConfig,
-  whoAmI,
-  type KubeClients,
-} from '../kube/client.js';
+import { apiErrorMessage, isNotFound, whoAmI, type KubeClients } from '../kube/client.js';
 import { parseDuration } from '../model/schema.js';
 import type { AgentObject } from '../observe/agent-object.js';
 import { MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
 import { RECONCILE_ANNOTATION } from '../observe/status.js';
-import { outputOption } from './common.js';
+import { openKubeClients, outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { machine, type Io, type OutputFormat } from './output.js';
 
@@ -88,20 +81,8 @@ export async function control(
       `--timeout must be a duration such as 30s or 2m, found ${JSON.stringify(opts.timeout)}`,
     );
   }
-  let clients: Pick<KubeClients, 'customObjects' | 'authentication'>;
-  try {
-    clients =
-      deps.clients ??
-      createKubeClients(
-        loadKubeConfig({
-          context: opts.context,
-          ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
-        }),
-      );
-  } catch (err) {
-    if (!(err instanceof MooringError)) throw err;
-    return fail(EXIT.cluster, err.message, err.hint);
-  }
+  const clients = deps.clients ?? openKubeClients(opts);
+  if (clients instanceof MooringError) return fail(EXIT.cluster, clients.message, clients.hint);
   const now = deps.now ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const where = `namespace ${opts.namespace} of context ${opts.context}`;

@@ -1,5 +1,6 @@
-// mooring approve before it reaches any cluster: a context the kubeconfig does not have is
-// reported like an unreachable cluster (exit 5), in approve's own JSON shape.
+// mooring approve (and suspend/resume/reconcile, which open the cluster the same way) before
+// they reach any cluster: a context the kubeconfig does not have is reported like an
+// unreachable cluster (exit 5), in each command's own JSON shape.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +45,19 @@ describe('mooring approve', () => {
       error: { message: 'kubeconfig has no context named west', hint: 'known contexts: east' },
     });
     expect(r.err).toMatch(/no context named west \(known contexts: east\)/);
+  });
+
+  it('is reported the same way by suspend, resume and reconcile', async () => {
+    for (const action of ['suspend', 'resume', 'reconcile']) {
+      const r = await mooring(action, '--context', 'west', '-o', 'json');
+      expect(r.code).toBe(5);
+      expect(JSON.parse(r.out)).toEqual({
+        action,
+        ok: false,
+        error: { message: 'kubeconfig has no context named west', hint: 'known contexts: east' },
+      });
+      expect(r.err).toMatch(/no context named west \(known contexts: east\)/);
+    }
   });
 
   it('refuses a malformed --revision as a usage error', async () => {
