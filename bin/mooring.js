@@ -19,6 +19,15 @@ if (process.argv[2] === 'run') {
   setFlagsFromString('--no-sparkplug');
 }
 
+// A reader that stops reading (`mooring plan ... | head -1`) closes the pipe. Stop quietly
+// with exit 0, as asked, rather than die on EPIPE with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+}
+
 const { main } = await import('../dist/cli/main.js');
 
 main(process.argv.slice(2)).then(

@@ -376,5 +376,16 @@ export function registerApprove(program: Command, io: Io, done: (code: ExitCode)
     .option('--force', 'approve even a plan whose dry run against the cluster failed')
     .option('--no-pager', 'never page the plan (default: $PAGER, or less -R, when stdout is a terminal)')
     .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  mooring approve --context prod-eu                        # review the pending plan, then confirm
+  mooring approve --context prod-eu --release web          # the diffs of one release only
+  mooring approve --context prod-eu --revision 1a2b3c4 --yes --comment "CHG-1234"
+
+Exit codes: 0 approved, 1 nothing to approve, declined, or a dry run failed (see --force),
+2 wrong usage (or no terminal to confirm on without --yes), 5 the cluster cannot be read or refused.`,
+    )
     .action(async (opts: ApproveOptions) => done(await approve(opts, io)));
 }

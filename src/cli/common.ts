@@ -113,3 +113,8 @@ export function outputOption(): Option {
     .choices(['text', 'json', 'yaml'])
     .default('text');
 }
+
+/** An option that may be repeated (`--release a --release b`): its values in order. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

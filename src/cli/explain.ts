@@ -33,18 +33,9 @@ function show(value: unknown): string {
 
 export async function explain(opts: ExplainOptions, key: string | undefined, io: Io): Promise<ExitCode> {
   const keys = await loadKeys(opts);
-  const plan = await planCluster(opts.repo, opts.cluster, keys.planDeps);
-  const release = plan.releases.find((r) => r.name === opts.release);
-  if (!release) {
-    const why = plan.disabled.includes(opts.release) ? 'is disabled' : 'is not declared';
-    throw new MooringError(
-      `release ${opts.release} ${why} in cluster ${opts.cluster}`,
-      { cluster: opts.cluster, release: opts.release },
-      {
-        hint: `releases of ${opts.cluster}: ${plan.releases.map((r) => r.name).join(', ') || '(none)'}`,
-      },
-    );
-  }
+  // Only this release is resolved: an unknown or disabled one is an error naming the others.
+  const plan = await planCluster(opts.repo, opts.cluster, keys.planDeps, { releases: [opts.release] });
+  const release = plan.releases[0]!;
   if (!release.resolved) throw release.error!;
   const resolved = release.resolved;
   const prefix = key ? parseKey(key) : [];
@@ -143,6 +134,14 @@ export function registerExplain(program: Command, io: Io, done: (code: ExitCode)
     )
     .addOption(chartAuthOption())
     .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  mooring explain --repo . --cluster prod-eu-west --release web                   # every value
+  mooring explain --repo . --cluster prod-eu-west --release web image.tag         # one key, every file that set it
+  mooring explain --repo . --cluster prod-eu-west --release web 'podAnnotations["prometheus.io/scrape"]'`,
+    )
     .action(async (key: string | undefined, opts: ExplainOptions) =>
       done(await explain({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, key, io)),
     );

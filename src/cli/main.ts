@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { MooringError, MooringErrors } from '../errors.js';
 import { AgeKeyError } from '../resolve/age-key.js';
 import { registerApprove } from './approve.js';
+import { registerCompletion } from './completion.js';
 import { registerControl } from './control.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { registerExplain } from './explain.js';
@@ -11,7 +12,29 @@ import { registerPlan } from './plan.js';
 import { registerRun } from './run.js';
 import { registerStatus } from './status.js';
 import { registerValidate } from './validate.js';
+import { registerVersion } from './version.js';
 import { packageVersion } from '../version.js';
+
+/**
+ * commander checks required options before it looks for unknown ones, so `plan --clutser x`
+ * would be reported as a missing --cluster. The required options are checked here instead,
+ * in a hook that runs once commander has refused unknown options (with a did-you-mean).
+ */
+function checkRequiredAfterUnknown(command: Command): void {
+  const required = command.options.filter((o) => o.mandatory);
+  if (required.length === 0) return;
+  for (const option of required) option.mandatory = false;
+  command.hook('preAction', (cmd) => {
+    for (const option of required) {
+      if (cmd.getOptionValue(option.attributeName()) === undefined) {
+        cmd.error(`error: required option '${option.flags}' not specified`, {
+          code: 'commander.missingMandatoryOptionValue',
+          exitCode: EXIT.usage,
+        });
+      }
+    }
+  });
+}
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let code: ExitCode = EXIT.ok;
@@ -22,7 +45,17 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .description("Keep every Kubernetes cluster's Helm releases moored to Git.")
     .version(packageVersion(), '-V, --version', 'print the version of mooring')
     .exitOverride()
-    .showHelpAfterError()
+    .showHelpAfterError('(mooring --help lists the commands)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  mooring validate --repo .                                   # every cluster, for CI
+  mooring plan --repo . --cluster prod-eu-west --release web  # what one release would run
+  mooring status --all-contexts                               # every cluster of the kubeconfig
+  mooring plan --help                                         # a command's options and examples
+  source <(mooring completion bash)                           # shell completion (also zsh, fish)`,
+    )
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
   registerRun(program, io, done);
   registerPlan(program, io, done);
@@ -31,7 +64,14 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
   registerStatus(program, io, done);
   registerApprove(program, io, done);
   registerControl(program, io, done);
-  program.commands.forEach((c) => c.exitOverride());
+  registerVersion(program, io, done);
+  // Last: its script describes every command registered before it.
+  registerCompletion(program, io, done);
+  for (const command of program.commands) {
+    command.exitOverride();
+    command.showHelpAfterError(`(mooring ${command.name()} --help shows its options and examples)`);
+    checkRequiredAfterUnknown(command);
+  }
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -15,6 +15,7 @@ import {
   loadKeys,
   type CommonOptions,
   type Keys,
+  collect,
   outputOption,
   pathOption,
 } from './common.js';
@@ -30,6 +31,8 @@ export interface PlanOptions extends CommonOptions {
   kubeconfig?: string;
   /** The agent's namespace, where its MooringRelease records are (with --context). */
   namespace?: string;
+  /** `--release`: only these releases (repeatable). */
+  release?: string[];
 }
 
 /** A release's unredacted render, kept in memory only for the live diff; or why it failed. */
@@ -55,35 +58,40 @@ export async function computePlan(
           : {},
       )
     : undefined;
-  return planCluster(opts.repo, opts.cluster, {
-    ...keys.planDeps,
-    ...(helm
-      ? {
-          render: async (resolved, chart) => {
-            const input = {
-              ...chart,
-              release: resolved.release.name,
-              namespace: resolved.release.namespace,
-              values: resolved.merge.userValues,
-              redact: resolved.secretStrings,
-            };
-            if (!onServer) {
-              const raw = await helm.template(input);
-              rawManifests?.set(resolved.release.name, { manifest: raw });
-              return raw;
-            }
-            try {
-              const { manifest } = await helm.renderOnServer!(input);
-              rawManifests?.set(resolved.release.name, { manifest });
-              return manifest;
-            } catch (error) {
-              rawManifests?.set(resolved.release.name, { error });
-              return '';
-            }
-          },
-        }
-      : {}),
-  });
+  return planCluster(
+    opts.repo,
+    opts.cluster,
+    {
+      ...keys.planDeps,
+      ...(helm
+        ? {
+            render: async (resolved, chart) => {
+              const input = {
+                ...chart,
+                release: resolved.release.name,
+                namespace: resolved.release.namespace,
+                values: resolved.merge.userValues,
+                redact: resolved.secretStrings,
+              };
+              if (!onServer) {
+                const raw = await helm.template(input);
+                rawManifests?.set(resolved.release.name, { manifest: raw });
+                return raw;
+              }
+              try {
+                const { manifest } = await helm.renderOnServer!(input);
+                rawManifests?.set(resolved.release.name, { manifest });
+                return manifest;
+              } catch (error) {
+                rawManifests?.set(resolved.release.name, { error });
+                return '';
+              }
+            },
+          }
+        : {}),
+    },
+    opts.release?.length ? { releases: opts.release } : {},
+  );
 }
 
 /** What applying `plan` would change in the cluster of `opts.context`. */
@@ -186,6 +194,9 @@ export async function plan(opts: PlanOptions, io: Io): Promise<ExitCode> {
   if (opts.context !== undefined) {
     try {
       live = await diffAgainstLive(opts, result, raw, keys.planDeps.digestKey);
+      // Releases left out with --release would read as orphaned: show only those asked for.
+      const only = opts.release;
+      if (only?.length) live = { ...live, releases: live.releases.filter((r) => only.includes(r.name)) };
     } catch (err) {
       io.err(`error: ${describeError(err)}`);
       return EXIT.cluster;
@@ -240,6 +251,11 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
     .addOption(pathOption())
     .requiredOption('--cluster <name>', 'the cluster (a folder under clusters/)')
     .option(
+      '--release <name>',
+      'only this release (repeat for several); the others are not resolved or rendered',
+      collect,
+    )
+    .option(
       '--context <name>',
       'a kube context: render there as the upgrade would (server-side dry run) and diff against what is live',
     )
@@ -256,6 +272,19 @@ export function registerPlan(program: Command, io: Io, done: (code: ExitCode) =>
     )
     .addOption(chartAuthOption())
     .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  mooring plan --repo . --cluster prod-eu-west                       # every release, offline
+  mooring plan --repo . --cluster prod-eu-west --release web         # one release only
+  mooring plan --repo . --cluster prod-eu-west --context prod-eu     # and what would change live
+  mooring plan --repo . --cluster prod-eu-west --no-render -o json | jq '.releases[].digest'
+
+Exit codes: 0 planned, 1 a release has an error, the cluster of --context refuses its dry run, or
+--release/--cluster names none, 2 wrong usage,
+5 the cluster of --context cannot be read.`,
+    )
     .action(async (opts: PlanOptions) =>
       done(await plan({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, io)),
     );

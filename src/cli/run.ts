@@ -648,7 +648,14 @@ export function registerRun(program: Command, io: Io, done: (code: ExitCode) => 
     .description("run the agent: pull Git, converge this cluster's Helm releases, correct drift")
     .addHelpText(
       'after',
-      `\nEvery flag can also be set by an environment variable:\n${AGENT_SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.env}`).join('\n')}\n\nExit codes with --once: 0 converged, 1 a release failed or the revision is invalid, 3 waiting for approval, 4 Git unreachable, 5 Kubernetes unreachable.`,
+      `
+Examples:
+  mooring run --repo https://git.example.com/platform/gitops.git --cluster prod-eu-west \\
+    --git-password-file /etc/mooring/git/token --approval manual
+  mooring run --repo git@git.example.com:platform/gitops.git --cluster prod-eu-west \\
+    --git-ssh-key-file ~/.ssh/deploy_key --git-known-hosts-file ~/.ssh/known_hosts --path deploy
+  MOORING_REPO=https://git.example.com/platform/gitops.git MOORING_CLUSTER=dev mooring run --once
+\nEvery flag can also be set by an environment variable:\n${AGENT_SETTINGS.map((s) => `  --${s.flag.padEnd(22)} ${s.env}`).join('\n')}\n\nExit codes with --once: 0 converged, 1 a release failed or the revision is invalid, 3 waiting for approval, 4 Git unreachable, 5 Kubernetes unreachable.`,
     );
   cmd
     .option(

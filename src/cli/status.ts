@@ -371,17 +371,21 @@ function chartCell(r: ReleaseRow): string {
 export function printStatus(clusters: ClusterStatus[], io: Io): void {
   const rows: string[][] = [];
   const state = (s: string) => paint(io, STATE_COLOURS[s] ?? 'dim', s);
+  const none = ['-', '-', '-', '-', '-', '-'];
   for (const c of clusters) {
+    // The context as asked ('' is the kubeconfig's current one, named when it was read).
+    const context = c.context || '-';
     if (c.reach !== 'ok') {
-      rows.push([c.cluster, '-', '-', '-', '-', '-', '-', state(c.reach), '-', '-', oneLine(c.error, 100)]);
+      rows.push([context, c.cluster, ...none, state(c.reach), '-', '-', oneLine(c.error, 100)]);
       continue;
     }
     if (c.releases.length === 0) {
-      rows.push([c.cluster, '-', '-', '-', '-', '-', '-', paint(io, 'dim', 'no releases'), '-', '-', '-']);
+      rows.push([context, c.cluster, ...none, paint(io, 'dim', 'no releases'), '-', '-', '-']);
       continue;
     }
     for (const r of c.releases) {
       rows.push([
+        context,
         r.cluster,
         r.release,
         r.namespace ?? '-',
@@ -399,6 +403,7 @@ export function printStatus(clusters: ClusterStatus[], io: Io): void {
   io.out(
     table(
       [
+        'CONTEXT',
         'CLUSTER',
         'RELEASE',
         'NAMESPACE',
@@ -414,12 +419,12 @@ export function printStatus(clusters: ClusterStatus[], io: Io): void {
       rows,
     ),
   );
-  const plans = clusters.flatMap((c) => c.pendingPlans);
+  const plans = clusters.flatMap((c) => c.pendingPlans.map((p) => ({ context: c.context, plan: p })));
   if (plans.length > 0) {
     io.out('');
-    for (const p of plans) {
+    for (const { context, plan: p } of plans) {
       io.out(
-        `${paint(io, 'yellow', 'pending')} plan ${p.namespace}/${p.name}: cluster ${p.cluster}, revision ${p.shortRevision}, ${p.changes} change(s)${p.reason ? ` (${p.reason})` : ''}; approve with: mooring approve --context <ctx> --revision ${p.revision}`,
+        `${paint(io, 'yellow', 'pending')} plan ${p.namespace}/${p.name}: cluster ${p.cluster}, revision ${p.shortRevision}, ${p.changes} change(s)${p.reason ? ` (${p.reason})` : ''}; approve with: mooring approve --context ${context} -n ${p.namespace} --revision ${p.revision}`,
       );
     }
   }
@@ -458,7 +463,13 @@ export function registerStatus(program: Command, io: Io, done: (code: ExitCode) 
     .addOption(outputOption())
     .addHelpText(
       'after',
-      '\nExit codes: 0 every cluster answered and no release failed, 1 a release failed, 2 wrong usage, 5 a cluster could not be read.',
+      `
+Examples:
+  mooring status                                   # the current context
+  mooring status --context prod-eu prod-us         # several clusters in one table
+  mooring status --all-contexts -o json | jq '.clusters[].releases[] | select(.state == "failed")'
+
+Exit codes: 0 every cluster answered and no release failed, 1 a release failed, 2 wrong usage, 5 a cluster could not be read.`,
     )
     .action(async (opts: StatusOptions) => done(await status(opts, io)));
 }

@@ -3,13 +3,20 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { MooringError, describeError } from '../errors.js';
-import { listClusters, listEnvironments, scanLayer, type Layer } from '../model/repo.js';
+import {
+  listClusters,
+  listEnvironments,
+  loadClusterSpec,
+  scanLayer,
+  unknownClusterError,
+  type Layer,
+} from '../model/repo.js';
 import { readYamlFile } from '../model/repo.js';
 import { parseReleasesFile } from '../model/releases.js';
 import { layoutRoot, resolveInRepo } from '../model/paths.js';
 import { computePlan, type PlanOptions } from './plan.js';
 import { AgeKeyError } from '../resolve/age-key.js';
-import { chartAuthOption, loadKeys, outputOption, pathOption, type Keys } from './common.js';
+import { chartAuthOption, collect, loadKeys, outputOption, pathOption, type Keys } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { machine, machineFormat, paint, type Io, type OutputFormat } from './output.js';
 
@@ -18,6 +25,8 @@ interface ValidateOptions {
   /** `--path`: the layout's folder inside repo. */
   path?: string;
   render: boolean;
+  /** `--cluster`: only these clusters (repeatable), and the layers they read. */
+  cluster?: string[];
   ageKeyFile?: string;
   chartAuthFile?: string;
   output?: OutputFormat;
@@ -34,30 +43,40 @@ interface ClusterReport {
 const NO_RELEASES =
   'resolves to no releases: an agent with --prune refuses this revision (it would uninstall every release) unless it runs with --prune-allow-empty';
 
-/** Problems that belong to no single cluster: broken environment layers, orphan values files. */
-function repositoryErrors(root: string): MooringError[] {
+/**
+ * Problems that belong to no single cluster: broken environment layers, orphan values files.
+ * With `only` (validate --cluster), only the layers those clusters read are checked; the
+ * releases every layer declares still count, so a values file is an orphan with --cluster
+ * exactly when it is one without.
+ */
+function repositoryErrors(root: string, only?: readonly string[]): MooringError[] {
   const errors: MooringError[] = [];
   if (!existsSync(resolveInRepo(root, 'clusters'))) {
     errors.push(new MooringError('the repository has no clusters/ folder', { file: 'clusters' }));
   }
-  const layers: Layer[] = [];
-  for (const env of listEnvironments(root)) {
+  const environments = only && new Set(['common', ...only.flatMap((c) => environmentOf(root, c))]);
+  const layers: { layer: Layer; checked: boolean }[] = [];
+  const scan = (kind: Layer['kind'], name: string, dir: string, checked: boolean) => {
     try {
-      layers.push(scanLayer(root, env === 'common' ? 'common' : 'environment', env, `environments/${env}`));
+      layers.push({ layer: scanLayer(root, kind, name, dir), checked });
     } catch (err) {
-      errors.push(asError(err));
+      if (checked) errors.push(asError(err));
     }
+  };
+  for (const env of listEnvironments(root)) {
+    scan(
+      env === 'common' ? 'common' : 'environment',
+      env,
+      `environments/${env}`,
+      environments?.has(env) ?? true,
+    );
   }
   for (const cluster of listClusters(root)) {
-    try {
-      layers.push(scanLayer(root, 'cluster', cluster, `clusters/${cluster}`));
-    } catch (err) {
-      errors.push(asError(err));
-    }
+    scan('cluster', cluster, `clusters/${cluster}`, only?.includes(cluster) ?? true);
   }
   // A values file for a release no layer declares is almost always a typo.
   const declared = new Set<string>();
-  for (const layer of layers) {
+  for (const { layer, checked } of layers) {
     if (!layer.releasesFile) continue;
     try {
       for (const name of Object.keys(
@@ -65,10 +84,10 @@ function repositoryErrors(root: string): MooringError[] {
       ))
         declared.add(name);
     } catch (err) {
-      errors.push(asError(err));
+      if (checked) errors.push(asError(err));
     }
   }
-  for (const layer of layers) {
+  for (const { layer } of layers.filter((l) => l.checked)) {
     for (const [release, file] of [...layer.valuesFor, ...layer.secretsFor]) {
       if (!declared.has(release)) {
         errors.push(
@@ -84,6 +103,15 @@ function repositoryErrors(root: string): MooringError[] {
     }
   }
   return errors;
+}
+
+/** The environment a cluster names; none when its cluster.yaml is broken (its plan says why). */
+function environmentOf(root: string, cluster: string): string[] {
+  try {
+    return [loadClusterSpec(root, cluster).environment];
+  } catch {
+    return [];
+  }
 }
 
 function asError(err: unknown): MooringError {
@@ -109,7 +137,12 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
     );
   }
   opts = { ...opts, repo: layoutRoot(opts.repo, opts.path) };
-  const general = repositoryErrors(opts.repo);
+  const all = listClusters(opts.repo);
+  for (const name of opts.cluster ?? []) {
+    if (!all.includes(name)) throw unknownClusterError(opts.repo, name);
+  }
+  const clusters = opts.cluster?.length ? all.filter((c) => opts.cluster!.includes(c)) : all;
+  const general = repositoryErrors(opts.repo, opts.cluster?.length ? clusters : undefined);
   const reports: ClusterReport[] = [];
   // The age keys are read once for every cluster; a key that cannot be read fails each one.
   let keys: Keys | undefined;
@@ -119,7 +152,7 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
   } catch (err) {
     keyError = asError(err);
   }
-  for (const name of listClusters(opts.repo)) {
+  for (const name of clusters) {
     const report: ClusterReport = { name, releases: [], errors: [], warnings: [] };
     try {
       if (keyError) {
@@ -144,20 +177,20 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
     }
     reports.push(report);
   }
-  const all = dedupe([...general, ...reports.flatMap((r) => r.errors)]);
+  const errors = dedupe([...general, ...reports.flatMap((r) => r.errors)]);
   const format = machineFormat(opts.output);
   if (format) {
     io.out(
       machine(
         {
-          ok: all.length === 0,
+          ok: errors.length === 0,
           clusters: reports.map((r) => ({
             name: r.name,
             releases: r.releases,
             errors: r.errors.map((e) => e.toJSON()),
             warnings: r.warnings,
           })),
-          errors: all.map((e) => e.toJSON()),
+          errors: errors.map((e) => e.toJSON()),
           warnings: reports.flatMap((r) => r.warnings.map((message) => ({ cluster: r.name, message }))),
         },
         format,
@@ -174,14 +207,14 @@ export async function validate(opts: ValidateOptions, io: Io): Promise<ExitCode>
       for (const w of r.warnings) io.out(`     ${paint(io, 'yellow', 'warning')} ${w}`);
     }
     io.out(
-      all.length
-        ? `\n${all.length} error${all.length === 1 ? '' : 's'} in ${opts.repo}`
+      errors.length
+        ? `\n${errors.length} error${errors.length === 1 ? '' : 's'} in ${opts.repo}`
         : `\n${reports.length} cluster${reports.length === 1 ? '' : 's'} valid`,
     );
   }
   // An age key that cannot be loaded is local configuration, not an invalid repository.
   if (keyError instanceof AgeKeyError) return EXIT.usage;
-  return all.length ? EXIT.failed : EXIT.ok;
+  return errors.length ? EXIT.failed : EXIT.ok;
 }
 
 export function registerValidate(program: Command, io: Io, done: (code: ExitCode) => void): void {
@@ -190,6 +223,11 @@ export function registerValidate(program: Command, io: Io, done: (code: ExitCode
     .description('resolve and render every cluster of a repository; for CI')
     .requiredOption('--repo <dir>', 'a checkout of the GitOps repository')
     .addOption(pathOption())
+    .option(
+      '--cluster <name>',
+      'only this cluster and the layers it reads (repeat for several; default: every cluster)',
+      collect,
+    )
     .option('--no-render', 'skip rendering manifests with helm template')
     .option(
       '--age-key-file <file>',
@@ -197,5 +235,16 @@ export function registerValidate(program: Command, io: Io, done: (code: ExitCode
     )
     .addOption(chartAuthOption())
     .addOption(outputOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  mooring validate --repo .                                   # every cluster, for CI
+  mooring validate --repo . --cluster prod-eu-west            # one cluster and its layers
+  mooring validate --repo . --cluster a --cluster b --no-render
+  mooring validate --repo . -o json | jq '.errors[]'
+
+Exit codes: 0 valid, 1 an error (or --cluster names no cluster), 2 wrong usage or an unreadable age key.`,
+    )
     .action(async (opts: ValidateOptions) => done(await validate(opts, io)));
 }

@@ -97,6 +97,16 @@ export function readYamlFile(root: string, rel: string): unknown {
   return parseYaml(readRepoFile(root, rel), rel);
 }
 
+/** A cluster name with no folder under clusters/, naming the clusters there are. */
+export function unknownClusterError(root: string, name: string): MooringError {
+  const known = listClusters(root);
+  return new MooringError(
+    `no cluster named ${name} in this repository`,
+    { file: `clusters/${name}`, cluster: name },
+    { hint: known.length ? `known clusters: ${known.join(', ')}` : 'the repository has no clusters/ folder' },
+  );
+}
+
 export function loadClusterSpec(root: string, name: string): ClusterSpec {
   const file = `clusters/${name}/cluster.yaml`;
   if (!DNS_LABEL.test(name)) {
@@ -107,16 +117,7 @@ export function loadClusterSpec(root: string, name: string): ClusterSpec {
   }
   if (!existsSync(resolveInRepo(root, file, { file }))) {
     if (!existsSync(resolveInRepo(root, `clusters/${name}`, { file: `clusters/${name}` }))) {
-      const known = listClusters(root);
-      throw new MooringError(
-        `no cluster named ${name} in this repository`,
-        { file: `clusters/${name}`, cluster: name },
-        {
-          hint: known.length
-            ? `known clusters: ${known.join(', ')}`
-            : 'the repository has no clusters/ folder',
-        },
-      );
+      throw unknownClusterError(root, name);
     }
     throw new MooringError('required file is missing', { file, cluster: name });
   }

@@ -89,13 +89,33 @@ export function chartSource(root: string, chart: ChartRef): ChartSource {
   return { chart: chart.pinned.archive };
 }
 
-export async function planCluster(root: string, clusterName: string, deps: PlanDeps): Promise<ClusterPlan> {
-  const model = loadClusterModel(root, clusterName);
-  return planModel(model, deps);
+/** Which part of a cluster to plan. */
+export interface PlanScope {
+  /**
+   * Only these releases (`plan --release`, `explain --release`): the others are neither
+   * resolved, nor pinned, nor rendered, and are left out of the plan. Their declarations
+   * still count for dependsOn checks. A name the cluster does not run is an error.
+   */
+  releases?: readonly string[];
 }
 
-export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<ClusterPlan> {
-  const graph = buildGraph(model.releases, model.disabled);
+export async function planCluster(
+  root: string,
+  clusterName: string,
+  deps: PlanDeps,
+  scope: PlanScope = {},
+): Promise<ClusterPlan> {
+  const model = loadClusterModel(root, clusterName);
+  return planModel(model, deps, scope);
+}
+
+export async function planModel(
+  whole: ClusterModel,
+  deps: PlanDeps,
+  scope: PlanScope = {},
+): Promise<ClusterPlan> {
+  const graph = buildGraph(whole.releases, whole.disabled);
+  const model = narrow(whole, scope.releases);
   const pins = await pinCharts(model, deps.charts);
   const pinned: ClusterModel = { ...model, releases: pins.map((p) => p.release) };
   const pinnedCharts = new Map(pins.flatMap((p) => (p.chart ? [[p.release.name, p.chart] as const] : [])));
@@ -161,6 +181,25 @@ export async function planModel(model: ClusterModel, deps: PlanDeps): Promise<Cl
     }),
   );
   return { cluster: model.cluster, releases, disabled: model.disabled };
+}
+
+/** The model with only the releases asked for; an unknown or disabled one is an error. */
+function narrow(model: ClusterModel, only: readonly string[] | undefined): ClusterModel {
+  if (only === undefined) return model;
+  const cluster = model.cluster.name;
+  for (const name of only) {
+    if (model.releases.some((r) => r.name === name)) continue;
+    throw new MooringError(
+      `release ${name} ${model.disabled.includes(name) ? 'is disabled' : 'is not declared'} in cluster ${cluster}`,
+      { cluster, release: name },
+      { hint: `releases of ${cluster}: ${model.releases.map((r) => r.name).join(', ') || '(none)'}` },
+    );
+  }
+  return {
+    ...model,
+    releases: model.releases.filter((r) => only.includes(r.name)),
+    disabled: [],
+  };
 }
 
 interface Pin {

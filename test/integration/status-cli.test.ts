@@ -192,6 +192,7 @@ describe('mooring status', () => {
     );
     const lines = out.split('\n').map((l) => l.split(/\s{2,}/));
     expect(lines[0]).toEqual([
+      'CONTEXT',
       'CLUSTER',
       'RELEASE',
       'NAMESPACE',
@@ -205,8 +206,9 @@ describe('mooring status', () => {
       'LAST ERROR',
     ]);
     expect(lines.slice(1, 7)).toEqual([
-      ['eu-1', 'api', 'api', '-', '-', '-', '-', 'pending-approval', '-', '2222222 install', '-'],
+      ['east', 'eu-1', 'api', 'api', '-', '-', '-', '-', 'pending-approval', '-', '2222222 install', '-'],
       [
+        'east',
         'eu-1',
         'cache',
         'cache',
@@ -220,6 +222,7 @@ describe('mooring status', () => {
         'helm upgrade cache: timed out waiting for the condition',
       ],
       [
+        'east',
         'eu-1',
         'web',
         'web',
@@ -232,13 +235,28 @@ describe('mooring status', () => {
         '2222222 upgrade',
         '-',
       ],
-      ['gone', '-', '-', '-', '-', '-', '-', 'unreachable', '-', '-', expect.stringMatching(/ECONNREFUSED/)],
-      ['us-1', 'web', 'web', '-', '1111111', '1111111', '7', 'ready', '-', '-', '-'],
-      ['silent', '-', '-', '-', '-', '-', '-', 'unreachable', '-', '-', 'no answer within 3s'],
+      [
+        'gone',
+        'gone',
+        '-',
+        '-',
+        '-',
+        '-',
+        '-',
+        '-',
+        'unreachable',
+        '-',
+        '-',
+        expect.stringMatching(/ECONNREFUSED/),
+      ],
+      ['west', 'us-1', 'web', 'web', '-', '1111111', '1111111', '7', 'ready', '-', '-', '-'],
+      ['silent', 'silent', '-', '-', '-', '-', '-', '-', 'unreachable', '-', '-', 'no answer within 3s'],
     ]);
     expect(out).toContain(
       `pending plan ${agentNs}/eu-1-${SHA_2.slice(0, 12)}: cluster eu-1, revision 2222222`,
     );
+    // The approve command it suggests names the context the plan was read from.
+    expect(out).toContain(`approve with: mooring approve --context east -n ${agentNs} --revision ${SHA_2}`);
     expect(code).toBe(5);
   });
 
@@ -303,6 +321,14 @@ describe('mooring status', () => {
   it('asks the current context by default, and every context with --all-contexts', async () => {
     const current = JSON.parse((await mooringStatus('-o', 'json')).out) as { clusters: ClusterStatus[] };
     expect(current.clusters.map((c) => c.context)).toEqual(['east']);
+    // The table names the context it read, also when none was given.
+    const text = (await mooringStatus()).out.split('\n');
+    expect(text[0]).toMatch(/^CONTEXT\s+CLUSTER\s/);
+    expect(
+      text
+        .slice(1)
+        .every((line) => /^east\s+eu-1\s/.test(line) || !/\S/.test(line) || line.startsWith('pending')),
+    ).toBe(true);
     const all = JSON.parse((await mooringStatus('--all-contexts', '--timeout', '2s', '-o', 'json')).out) as {
       clusters: ClusterStatus[];
     };
@@ -316,7 +342,7 @@ describe('mooring status', () => {
 
   it('says so when a namespace holds no releases, rather than printing nothing', async () => {
     const { code, out } = await mooringStatus('--context', 'west', '--namespace', 'default');
-    expect(out.split('\n')[1]).toMatch(/^west\s+-.*no releases/);
+    expect(out.split('\n')[1]).toMatch(/^west\s+west\s+-.*no releases/);
     expect(code).toBe(0);
   });
 
