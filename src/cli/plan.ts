@@ -281,9 +281,8 @@ Examples:
   mooring plan --repo . --cluster prod-eu-west --context prod-eu     # and what would change live
   mooring plan --repo . --cluster prod-eu-west --no-render -o json | jq '.releases[].digest'
 
-Exit codes: 0 planned, 1 a release has an error, the cluster of --context refuses its dry run, or
---release/--cluster names none, 2 wrong usage,
-5 the cluster of --context cannot be read.`,
+Exit codes: 0 planned; 1 a release has an error, the cluster of --context refuses its dry run,
+or --release/--cluster names none; 2 wrong usage; 5 the cluster of --context cannot be read.`,
     )
     .action(async (opts: PlanOptions) =>
       done(await plan({ ...opts, repo: layoutRoot(opts.repo, opts.path) }, io)),
