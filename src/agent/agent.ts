@@ -111,6 +111,8 @@ export interface AgentDeps {
   charts?: AgentCharts;
   gate?: Gate;
   drift?: DriftChecker;
+  /** The API for charts' CRDs (ConvergeDeps.crdApi). */
+  crdApi?: ConvergeDeps['crdApi'];
   /** Suspension and reconcile requests (MooringAgent and MooringRelease objects). */
   controls?: Controls;
   metrics?: AgentMetrics;
@@ -450,6 +452,7 @@ export class Agent {
       ...(signal ? { signal } : {}),
       ...(cancel ? { cancel } : {}),
       ...(this.deps.log ? { log: this.deps.log } : {}),
+      ...(this.deps.crdApi ? { crdApi: this.deps.crdApi } : {}),
     };
   }
 

@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
 import { liveDiff, type LiveDiff } from '../gate/live-cluster.js';
 import { createKubeClients, loadKubeConfig } from '../kube/client.js';
-import { planCluster, type ClusterPlan } from '../plan/cluster-plan.js';
+import { planCluster, type ClusterPlan, type PlannedRelease } from '../plan/cluster-plan.js';
+import { parseCrds } from '../converge/crds.js';
 import { printReleaseChanges } from './approve.js';
 import {
   chartAuthOption,
@@ -128,11 +129,29 @@ export function planToJson(plan: ClusterPlan): unknown {
       ...(r.digest ? { digest: r.digest } : {}),
       ...(r.values ? { values: r.values } : {}),
       ...(r.manifests !== undefined ? { manifests: r.manifests } : {}),
+      ...(crdsOf(r) ? { crds: crdsOf(r) } : {}),
       ...(r.error ? { error: r.error.toJSON() } : {}),
     })),
     disabled: plan.disabled,
   };
 }
+
+/** The CRDs of the chart's crds/ folders and what the release's `crds:` option does with them. */
+function crdsOf(r: PlannedRelease): { policy: string; names: string[] } | undefined {
+  const resolved = r.resolved;
+  if (!resolved || resolved.crds.length === 0) return undefined;
+  try {
+    return { policy: resolved.release.crds, names: parseCrds(resolved.crds).map((c) => c.name) };
+  } catch {
+    return undefined;
+  }
+}
+
+const CRD_POLICY_TEXT: Record<string, string> = {
+  Skip: 'not installed',
+  Create: 'created if missing, never changed',
+  CreateReplace: 'created if missing, replaced when they differ',
+};
 
 /** `chart@version`, with the range it was resolved from when that differs. */
 function chartColumn(r: { chart: string; version?: string; versionConstraint?: string }): string {
@@ -176,6 +195,13 @@ export function printPlan(plan: ClusterPlan, io: Io, details = true, context?: s
     if (!r.values) continue;
     io.out(`\n${paint(io, 'bold', `# ${r.name}: values`)} (secrets masked)`);
     io.out(stringify(r.values).trimEnd());
+    const crds = crdsOf(r);
+    if (crds) {
+      io.out(
+        `\n${paint(io, 'bold', `# ${r.name}: CRDs`)} (crds: ${crds.policy}: ${CRD_POLICY_TEXT[crds.policy]})`,
+      );
+      for (const name of crds.names) io.out(name);
+    }
     if (r.manifests !== undefined) {
       const how = context ? `rendered against context ${context}` : 'helm template';
       io.out(`\n${paint(io, 'bold', `# ${r.name}: manifests`)} (${how}; secrets redacted)`);

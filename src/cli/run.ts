@@ -260,6 +260,7 @@ export async function buildAgent(
     helm,
     core: clients.core,
     listHelmSecrets: secretMetadataLister(clients.objects),
+    crdApi: clients.objects,
     records,
     events,
     clusterEvents: events.forObject(agentRef),

@@ -7,6 +7,8 @@ import { MooringError, describeError } from '../errors.js';
 import type { PlannedRelease } from '../plan/cluster-plan.js';
 import { chartSource } from '../plan/cluster-plan.js';
 import { nextAction, retryDelaySeconds, type Action, type ConvergeRecord } from './decide.js';
+import { applyCrds, parseCrds } from './crds.js';
+import type { DriftObjectApi } from '../observe/drift/api.js';
 import type { Helm, HelmRelease } from './helm.js';
 import {
   listRevisions,
@@ -103,6 +105,8 @@ export interface ConvergeDeps {
   /** Stops helm processes in flight too (the leader lease was lost: someone else converges now). */
   cancel?: AbortSignal;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** The API for the CRDs of charts' crds/ folders (crds.ts); without it, charts' CRDs are not applied. */
+  crdApi?: Pick<DriftObjectApi, 'readRaw' | 'applyRaw'>;
   /** `mooring reconcile` of the whole agent: every failed release is retried now. */
   forgetBackoff?: boolean;
 }
@@ -407,6 +411,7 @@ async function runUpgrade(
     });
   let upgraded: Upgraded;
   try {
+    await applyChartCrds(release, deps);
     const result = await deps.helm.upgradeInstall({
       ...chartSource(deps.root, resolved.release.chart),
       release: name,
@@ -439,6 +444,42 @@ async function runUpgrade(
   }
   await progressing;
   return upgraded;
+}
+
+/** The chart's CRDs, as the release's `crds:` option says, before helm runs (helm skips them). */
+async function applyChartCrds(release: PlannedRelease, deps: ConvergeDeps): Promise<void> {
+  const resolved = release.resolved!;
+  const policy = resolved.release.crds;
+  if (!deps.crdApi || policy === 'Skip' || resolved.crds.length === 0) return;
+  const crds = parseCrds(resolved.crds);
+  const result = await applyCrds(deps.crdApi, crds, policy, {
+    timeoutMs: Math.min(resolved.release.timeoutSeconds, 120) * 1000,
+  });
+  const done = [
+    ...(result.created.length > 0 ? [`created ${result.created.join(', ')}`] : []),
+    ...(result.replaced.length > 0 ? [`replaced ${result.replaced.join(', ')}`] : []),
+  ];
+  if (done.length > 0) {
+    deps.log?.info({ release: release.name, ...result }, 'chart CRDs applied');
+    deps.events.emit(
+      release.name,
+      'Normal',
+      'CrdsApplied',
+      `CRDs of the chart (crds: ${policy}): ${done.join('; ')}`,
+    );
+  }
+  if (result.outdated.length > 0) {
+    deps.log?.warn(
+      { release: release.name, outdated: result.outdated },
+      'CRDs older than the chart left as they are',
+    );
+    deps.events.emit(
+      release.name,
+      'Warning',
+      'CrdsOutdated',
+      `CRDs that differ from the chart's, left as they are (crds: Create): ${result.outdated.join(', ')}; set crds: CreateReplace to replace them`,
+    );
+  }
 }
 
 /** The record and Events of an upgrade helm finished, outside the helm bound. */

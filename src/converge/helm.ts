@@ -502,6 +502,8 @@ export function createHelm(options: HelmOptions): Helm {
       '--values',
       '-',
       '--reset-values',
+      // CRDs are created and replaced by mooring, following the release's `crds:` option.
+      '--skip-crds',
     ];
   }
 

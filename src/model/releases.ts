@@ -20,6 +20,10 @@ import {
 
 export type DriftMode = 'correct' | 'warn' | 'off';
 
+/** What happens to the CRDs in a chart's crds/ folders (Flux's names; see src/converge/crds.ts). */
+export type CrdPolicy = 'Skip' | 'Create' | 'CreateReplace';
+export const CRD_POLICIES: readonly CrdPolicy[] = ['Skip', 'Create', 'CreateReplace'];
+
 /**
  * Ignore drift of matching objects: a field (JSON pointer, and everything below it), or the
  * fields that the named field managers own (Argo CD's `managedFieldsManagers`), or, with
@@ -45,6 +49,7 @@ export interface ReleaseDecl {
   createNamespace?: boolean;
   timeout?: string;
   wait?: boolean;
+  crds?: CrdPolicy;
   drift?: { mode?: DriftMode; ignore?: IgnoreRule[] };
 }
 
@@ -85,6 +90,8 @@ export interface Release {
   createNamespace: boolean;
   timeoutSeconds: number;
   wait: boolean;
+  /** CRDs of the chart's crds/ folders: created if missing (`Create`), also replaced (`CreateReplace`), or left alone (`Skip`). */
+  crds: CrdPolicy;
   drift: { mode?: DriftMode; ignore: IgnoreRule[] };
   /** The releases.yaml files that declared or changed it, lowest layer first. */
   declaredIn: string[];
@@ -137,6 +144,7 @@ const releaseDecl: Schema<ReleaseDecl> = object({
   createNamespace: bool(),
   timeout: duration(),
   wait: bool(),
+  crds: oneOf(['Skip', 'Create', 'CreateReplace'] as const),
   drift: object({ mode: oneOf(['correct', 'warn', 'off'] as const), ignore: ignoreRules }),
 }) as Schema<ReleaseDecl>;
 
@@ -212,6 +220,7 @@ export function mergeReleases(layers: LayerReleases[]): { releases: Release[]; d
       createNamespace: decl.createNamespace ?? true,
       timeoutSeconds: parseDuration(decl.timeout ?? DEFAULT_TIMEOUT)!,
       wait: decl.wait ?? true,
+      crds: decl.crds ?? 'Create',
       drift: { ...(decl.drift?.mode ? { mode: decl.drift.mode } : {}), ignore: decl.drift?.ignore ?? [] },
       declaredIn: files,
     });

@@ -112,7 +112,13 @@ export function releaseDigest(input: DigestInput): string {
     canonicalJson({
       chart: chartIdentity(r.chart, input.chartContentDigest),
       namespace: r.namespace,
-      options: { createNamespace: r.createNamespace, timeoutSeconds: r.timeoutSeconds, wait: r.wait },
+      // crds only when not the default, so that releases converged before it existed keep their digest.
+      options: {
+        createNamespace: r.createNamespace,
+        timeoutSeconds: r.timeoutSeconds,
+        wait: r.wait,
+        ...(r.crds !== 'Create' ? { crds: r.crds } : {}),
+      },
       values: input.values,
     }),
   )}`;

@@ -15,6 +15,9 @@ import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
 import { nextAction, type ConvergeRecord, type HelmObservation } from '../converge/decide.js';
 import { redactSecrets } from '../secrets/redact.js';
+import { parseCrds } from '../converge/crds.js';
+import type { CrdFile } from '../charts/chart-tree.js';
+import type { CrdPolicy } from '../model/releases.js';
 import { isPlainMap } from '../model/schema.js';
 import { getPath, type Values } from '../resolve/merge.js';
 import type { ClusterPlan, PlannedRelease } from './cluster-plan.js';
@@ -743,9 +746,50 @@ export async function diffReleases(
       out.manifestDiff = manifests.diff;
       out.notes.push(...manifests.notes.map((n) => redactSecrets(n, mask.strings)));
       if (manifests.refused) out.dryRunError ??= manifests.refused;
+      if (change.action !== 'uninstall' && resolved) {
+        const crds = await crdDiff(resolved.release.crds, resolved.crds, deps.live, mask);
+        out.manifestDiff += crds.diff;
+        out.notes.push(...crds.notes);
+      }
       return out;
     }),
   );
+}
+
+/**
+ * What the upgrade does to the CRDs of the chart's crds/ folders (src/converge/crds.ts): a
+ * missing one is created (a note; a CRD can be megabytes), one that differs from the chart's
+ * is replaced under CreateReplace (its diff) or left under Create (its diff and a note saying
+ * it stays older). Skip: nothing.
+ */
+async function crdDiff(
+  policy: CrdPolicy,
+  files: readonly CrdFile[],
+  live: LiveSource,
+  mask: SecretMask,
+): Promise<{ diff: string; notes: string[] }> {
+  const out = { diff: '', notes: [] as string[] };
+  if (policy === 'Skip' || files.length === 0) return out;
+  for (const crd of parseCrds(files)) {
+    const object = crd.object as KubeObject;
+    const id = `CustomResourceDefinition/${crd.name}`;
+    const current = await live.get(keyOf(object));
+    if (current === undefined) {
+      out.notes.push(`${id}: created from ${crd.file} (crds: ${policy})`);
+      continue;
+    }
+    const wouldBe = await live.dryRunApply(object);
+    if (wouldBe === undefined) continue;
+    const diff = objectDiff(id, current, wouldBe, mask);
+    if (diff === '') continue;
+    out.diff += diff;
+    out.notes.push(
+      policy === 'CreateReplace'
+        ? `${id}: replaced by the chart's (crds: CreateReplace)`
+        : `${id}: differs from the chart's and is left as it is (crds: Create); set crds: CreateReplace to replace it`,
+    );
+  }
+  return out;
 }
 
 function uniquePaths(paths: string[][]): string[][] {

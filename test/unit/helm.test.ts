@@ -70,6 +70,7 @@ describe('helm upgradeInstall', () => {
         '--values',
         '-',
         '--reset-values',
+        '--skip-crds',
         '--timeout',
         '300s',
         '--wait=watcher',

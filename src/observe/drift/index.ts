@@ -29,6 +29,9 @@ import {
   type ReleaseDrift,
 } from './report.js';
 import { secretStringsOf } from '../../secrets/mask.js';
+import type { CrdFile } from '../../charts/chart-tree.js';
+import { CRD_FIELD_MANAGER, parseCrds, type ChartCrd } from '../../converge/crds.js';
+import type { CrdPolicy } from '../../model/releases.js';
 
 export type { DriftObjectApi } from './api.js';
 export { OPT_OUT_ANNOTATION, OPT_OUT_VALUE, DEFAULT_IGNORE_RULES } from './ignore.js';
@@ -81,6 +84,8 @@ interface Target {
   rules: IgnoreRule[];
   /** Decrypted values of the release, kept out of messages. */
   secrets: readonly string[];
+  /** The CRDs of the chart's crds/ folders and the release's `crds:` option. */
+  crds: { policy: CrdPolicy; files: readonly CrdFile[] };
 }
 
 const MODE_RANK: Record<DriftMode, number> = { off: 0, warn: 1, correct: 2 };
@@ -113,6 +118,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
         mode,
         rules: [...DEFAULT_IGNORE_RULES, ...(deps.ignore ?? []), ...(release?.drift.ignore ?? [])],
         secrets: planned.resolved?.secretStrings ?? [],
+        crds: { policy: release?.crds ?? 'Skip', files: planned.resolved?.crds ?? [] },
       };
     });
   }
@@ -209,6 +215,17 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     return result;
   }
 
+  // The chart's CRD files, parsed once per plan (kube-prometheus-stack's are megabytes).
+  const parsedCrds = new WeakMap<readonly CrdFile[], ChartCrd[]>();
+  function chartCrdsOf(files: readonly CrdFile[]): ChartCrd[] {
+    let crds = parsedCrds.get(files);
+    if (!crds) {
+      crds = parseCrds(files);
+      parsedCrds.set(files, crds);
+    }
+    return crds;
+  }
+
   async function prepare(target: Target, recorded: RecordedRelease) {
     const objects = recorded.objects;
     const secrets = secretStringsOf(objects, target.secrets);
@@ -226,6 +243,18 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       const applied = asHelmApplied(object, target, namespaced);
       if (optsOut(applied)) continue;
       checks.push({ release: target.name, id: idOf(applied), recorded: applied, rules });
+    }
+    const { policy, files } = target.crds;
+    if (policy !== 'Skip' && files.length > 0) {
+      for (const crd of chartCrdsOf(files)) {
+        checks.push({
+          release: target.name,
+          id: idOf(crd.object),
+          recorded: crd.object,
+          rules,
+          crd: { policy, fieldManager: CRD_FIELD_MANAGER },
+        });
+      }
     }
     return { target, recorded, checks, secrets, failures };
   }
@@ -316,6 +345,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     }
 
     let corrected = 0;
+    let uncorrectable = 0;
     const restored: Pick<ReleaseDrift, 'modified' | 'added' | 'deleted' | 'managers'> = {
       modified: [],
       added: [],
@@ -324,7 +354,11 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
     };
     const correctionFailures: string[] = [];
     if (mode === 'correct' && found > 0) {
-      await mapLimit(drifted, concurrency, async (f) => {
+      // A CRD changed under `crds: Create` (older than the chart's, or edited) is reported and
+      // left: Create never changes an existing CRD. A deleted one is created again.
+      const correctable = drifted.filter((f) => f.deleted || f.check.crd?.policy !== 'Create');
+      uncorrectable = drifted.length - correctable.length;
+      await mapLimit(correctable, concurrency, async (f) => {
         const outcome = await correctObject(deps.objects, f);
         corrected += outcome.corrected;
         if (outcome.error === undefined) {
@@ -373,7 +407,8 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       );
     }
 
-    const allCorrected = mode === 'correct' && found > 0 && correctionFailures.length === 0;
+    const allCorrected =
+      mode === 'correct' && found > 0 && correctionFailures.length === 0 && uncorrectable === 0;
     await writeStatus(
       target.name,
       summaryOf(sortDrift(drift), allCorrected, now(), mode),

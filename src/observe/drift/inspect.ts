@@ -33,6 +33,13 @@ export interface ObjectCheck {
   recorded: AnyObject;
   /** Every ignore rule for the release: defaults, agent, release, HPAs of the manifest. */
   rules: readonly IgnoreRule[];
+  /**
+   * A CRD of the chart's crds/ folders (not in helm's manifest), checked as mooring applies
+   * it (its own field manager) under the release's `crds:` option: `Create` corrects only a
+   * deleted CRD, `CreateReplace` also a changed one. Fields others add to a CRD are not drift
+   * (conversion webhooks' CA bundles, annotations of other tools).
+   */
+  crd?: { policy: 'Create' | 'CreateReplace'; fieldManager: string };
 }
 
 export interface AddedField {
@@ -95,7 +102,7 @@ export async function inspectObject(
   }
   let live = read;
   for (let attempt = 0; ; attempt++) {
-    const manager = helmFieldManager(live);
+    const manager = check.crd?.fieldManager ?? helmFieldManager(live);
     if (optsOut(live)) return { ...base, state: 'opted-out', manager, ...(live ? { live } : {}) };
     if (live === undefined && deletesItself(check.recorded)) return { ...base, state: 'clean', manager };
     let ignores = ignoresFor(check.rules, check.id);
@@ -141,7 +148,7 @@ export async function inspectObject(
       }
     }
     const candidates: AddedField[] = [];
-    for (const path of fieldsAddedByHand(wouldBe, manager)) {
+    for (const path of check.crd ? [] : fieldsAddedByHand(wouldBe, manager)) {
       const at = resolvePath(wouldBe, path);
       if (at === undefined) continue;
       const pointer = formatPointer(at);
