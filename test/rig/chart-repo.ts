@@ -32,7 +32,8 @@ export interface ChartRepoServer {
 }
 
 export interface ChartRepoOptions {
-  auth?: { username: string; password: string };
+  /** Basic auth, or a bearer token (`Authorization: Bearer <token>`). */
+  auth?: { username: string; password: string } | { token: string };
   tls?: { cert: string; key: string };
 }
 
@@ -70,10 +71,17 @@ export async function startChartRepo(options: ChartRepoOptions = {}): Promise<Ch
         authorization: req.headers.authorization,
       });
     if (options.auth) {
-      const expected = `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`;
+      const expected =
+        'token' in options.auth
+          ? `Bearer ${options.auth.token}`
+          : `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`;
       if (req.headers.authorization !== expected) {
         record(401);
-        res.writeHead(401, { 'www-authenticate': 'Basic realm="charts"' }).end('unauthorized\n');
+        res
+          .writeHead(401, {
+            'www-authenticate': 'token' in options.auth ? 'Bearer realm="charts"' : 'Basic realm="charts"',
+          })
+          .end('unauthorized\n');
         return;
       }
     }
