@@ -14,7 +14,15 @@ import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createPlanStore, planName } from '../../src/gate/plans.js';
-import { captureLogs, helmRevisions, kubectl, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
+import {
+  captureLogs,
+  helmRevisions,
+  kubectl,
+  startRig,
+  uniqueName,
+  type AgentRig,
+  type TestRepo,
+} from '../rig/agent.js';
 import { realChartDir, type RealChart } from '../rig/real-charts.js';
 
 let rig: AgentRig;
@@ -48,11 +56,30 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 describe('bitnami redis and podinfo in a manual cluster', () => {
-  it('plans no change once converged, and a values change as exactly that change, applied as approved', async () => {
-    const cluster = uniqueName('aredis');
-    const agentNs = `${cluster}-agent`;
-    const releaseNs = `${cluster}-redis`;
-    const repo = await rig.createRepo({
+  const cluster = uniqueName('aredis');
+  const agentNs = `${cluster}-agent`;
+  const releaseNs = `${cluster}-redis`;
+  const upgrades: string[][] = [];
+  let repo: TestRepo;
+  let built: Awaited<ReturnType<typeof buildAgent>>;
+  const pass = async () => {
+    const result = await built.agent.pass();
+    await built.events.flush();
+    return result;
+  };
+  const plans = () => createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+  const approvals = () =>
+    createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+  const approve = (...extra: string[]) =>
+    cli(['approve', '--context', context, '--kubeconfig', rig.kubeconfig, '-n', agentNs, '--yes', ...extra]);
+  const password = async () =>
+    (await rig.clients.core.readNamespacedSecret({ name: 'redis', namespace: releaseNs })).data![
+      'redis-password'
+    ];
+  let kept: string | undefined;
+
+  beforeAll(async () => {
+    repo = await rig.createRepo({
       ...rig.clusterRepo(cluster, {
         redis: { chart: './charts/redis', timeout: '90s' },
         podinfo: { chart: './charts/podinfo', timeout: '90s' },
@@ -60,8 +87,7 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
       ...(await chartFiles('redis')),
       ...(await chartFiles('podinfo')),
     });
-    const upgrades: string[][] = [];
-    const built = await buildAgent(
+    built = await buildAgent(
       rig.agentFor(cluster, repo, { approval: 'manual' }),
       rig.env,
       captureLogs().logger,
@@ -70,34 +96,14 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
         if (args[0] === 'upgrade' && !args.includes('--dry-run=server')) upgrades.push([...args]);
       },
     );
-    const pass = async () => {
-      const result = await built.agent.pass();
-      await built.events.flush();
-      return result;
-    };
-    const plans = createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
-    const approvals = createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
-    const approve = (...extra: string[]) =>
-      cli([
-        'approve',
-        '--context',
-        context,
-        '--kubeconfig',
-        rig.kubeconfig,
-        '-n',
-        agentNs,
-        '--yes',
-        ...extra,
-      ]);
-    const password = async () =>
-      (await rig.clients.core.readNamespacedSecret({ name: 'redis', namespace: releaseNs })).data![
-        'redis-password'
-      ];
+  });
 
-    // Installed with an approval; helm records the manifest that was approved.
+  afterAll(() => built?.charts.close());
+
+  it('installs with an approval, and helm records the approved manifest', async () => {
     const first = await pass();
     expect(first.outcome, JSON.stringify(first)).toBe('pending-approval');
-    const install = (await plans.get(planName(cluster, first.revision!)))!.status.releases;
+    const install = (await plans().get(planName(cluster, first.revision!)))!.status.releases;
     expect(install.map((r) => [r.name, r.action, r.dryRunError])).toEqual([
       ['podinfo', 'install', undefined],
       ['redis', 'install', undefined],
@@ -105,18 +111,20 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
     expect((await approve()).code).toBe(0);
     const installed = await pass();
     expect(installed.outcome, JSON.stringify(installed)).toBe('converged');
-    expect((await approvals.list(cluster))[0]!.status).toMatchObject({
+    expect((await approvals().list(cluster))[0]!.status).toMatchObject({
       result: 'applied',
       manifestCheck: 'as-approved',
     });
-    const kept = await password();
+    kept = await password();
+  });
 
+  it('plans no change once converged: no plan for a commit that changes no release, nothing in mooring plan --context', async () => {
     // A commit that changes no release: no plan waits, nothing is upgraded.
     const unrelated = await repo.commit({ 'README.md': 'notes\n' });
     const quiet = await pass();
     expect(quiet).toMatchObject({ outcome: 'converged', revision: unrelated });
     expect(upgrades).toHaveLength(2);
-    expect((await plans.list(cluster)).filter((p) => p.status.phase === 'pending')).toEqual([]);
+    expect((await plans().list(cluster)).filter((p) => p.status.phase === 'pending')).toEqual([]);
 
     // `mooring plan --context`, rendered against the cluster as the upgrade would: nothing.
     const checkout = await rig.tempDir('checkout');
@@ -147,13 +155,15 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
       ['redis', 'none', '', ''],
     ]);
     await rm(checkout, { recursive: true, force: true });
+  });
 
+  it('plans a values change as exactly that change, approved with mooring approve and applied as approved', async () => {
     // Two replicas instead of three: the plan shows that, and nothing else.
     const scaled = await repo.commit({
       'environments/test/values/redis.yaml': 'replica:\n  replicaCount: 2\n',
     });
     expect(await pass()).toMatchObject({ outcome: 'pending-approval', revision: scaled });
-    const releases = (await plans.get(planName(cluster, scaled)))!.status.releases;
+    const releases = (await plans().get(planName(cluster, scaled)))!.status.releases;
     expect(releases.map((r) => [r.name, r.action])).toEqual([
       ['podinfo', 'none'],
       ['redis', 'upgrade'],
@@ -175,7 +185,7 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
     const applied = await pass();
     expect(applied).toMatchObject({ outcome: 'converged', revision: scaled });
     expect(upgrades.map((a) => a[1]).sort()).toEqual(['podinfo', 'redis', 'redis']);
-    expect((await approvals.list(cluster))[0]!.status).toMatchObject({
+    expect((await approvals().list(cluster))[0]!.status).toMatchObject({
       result: 'applied',
       manifestCheck: 'as-approved',
     });
