@@ -11,6 +11,8 @@ import { parse, stringify } from 'yaml';
 import { chartTreeFromArchive, untar } from '../../src/charts/archive.js';
 import { chartCrds, defaultLayers, enabledChart } from '../../src/charts/chart-tree.js';
 import { parseChartAuth } from '../../src/charts/auth.js';
+import { missingDependencies } from '../../src/charts/dependencies.js';
+import type { MooringError } from '../../src/errors.js';
 import { indexEntries } from '../../src/charts/repo-index.js';
 import { pickVersion } from '../../src/charts/versions.js';
 import { mergeValues } from '../../src/resolve/merge.js';
@@ -287,5 +289,54 @@ describe('chart archives', () => {
       'import-values of app-1.0.0 from lib-0.1.0 (shared.settings)',
     );
     expect(origin('fromLib.settings.mode')).toBe('values.yaml of app-1.0.0');
+  });
+});
+
+describe('dependencies mooring does not fetch', () => {
+  function repoWith(dependencies: string): string {
+    const root = mkdtempSync(join(tmpdir(), 'mooring-deps-'));
+    mkdirSync(join(root, 'charts/web'), { recursive: true });
+    writeFileSync(
+      join(root, 'charts/web/Chart.yaml'),
+      `apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n${dependencies}`,
+    );
+    return root;
+  }
+
+  it('a file:// dependency that is not vendored is refused, naming Chart.yaml and the field', () => {
+    const root = repoWith(
+      '  - {name: lib, version: 1.0.0, repository: "https://charts.example.com"}\n  - {name: shared, version: 0.1.0, repository: "file://../shared"}\n',
+    );
+    let error: MooringError | undefined;
+    try {
+      missingDependencies(root, 'charts/web');
+    } catch (err) {
+      error = err as MooringError;
+    }
+    expect(error?.message).toBe(
+      'dependency shared is not vendored under charts/web/charts/, and file:// dependencies must be vendored',
+    );
+    expect(error?.context).toMatchObject({
+      file: 'charts/web/Chart.yaml',
+      field: 'dependencies[1].repository',
+    });
+    expect(error?.hint).toBe('run helm dependency build charts/web and commit charts/web/charts/');
+  });
+
+  it('a repository name from helm repo add is refused, naming Chart.yaml and the field', () => {
+    const root = repoWith('  - {name: redis, version: 18.0.0, repository: "@bitnami"}\n');
+    expect(() => missingDependencies(root, 'charts/web')).toThrow(
+      /dependency redis: repository "@bitnami" must be an http\(s\):\/\/ or oci:\/\/ URL/,
+    );
+  });
+
+  it('a vendored file:// dependency is fine: nothing to fetch', () => {
+    const root = repoWith('  - {name: shared, version: 0.1.0, repository: "file://../shared"}\n');
+    mkdirSync(join(root, 'charts/web/charts/shared'), { recursive: true });
+    writeFileSync(
+      join(root, 'charts/web/charts/shared/Chart.yaml'),
+      'apiVersion: v2\nname: shared\nversion: 0.1.0\n',
+    );
+    expect(missingDependencies(root, 'charts/web')).toEqual([]);
   });
 });
