@@ -1,10 +1,12 @@
-// Leadership under CPU-heavy work: two replicas (real `node bin/mooring.js run` processes,
-// run the build first) and a commit of 10,000 files inside the release's in-repo chart (kept
-// out of helm's package by .helmignore, not out of mooring's chart digest). Fetching,
-// checking out and digesting them is seconds of CPU and I/O; it must not stall the leader's
-// event loop (lease renewal, the leader check), so the lease never changes hands, helm never
-// runs twice at once, and the agents' own metric reports the event loop never blocked for a
-// second.
+// Leadership under CPU-heavy work, and after a freeze. Two replicas (real
+// `node bin/mooring.js run` processes, run the build first):
+// - a commit of 10,000 files inside the release's in-repo chart (kept out of helm's package
+//   by .helmignore, not out of mooring's chart digest). Fetching, checking out and digesting
+//   them is seconds of CPU and I/O; it must not stall the leader's event loop (lease renewal,
+//   the leader check), so the lease never changes hands, helm never runs twice at once, and
+//   the agents' own metric reports the event loop never blocked for a second;
+// - a leader frozen (SIGSTOP) past its lease, then resumed: it must start no helm, although
+//   its helm slot frees up before any renewal could tell it that it lost the lease.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,6 +15,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import {
   configData,
+  helmRevisions,
   processesMatching,
   readRelease,
   spawnAgent,
@@ -193,5 +196,100 @@ describe('two replicas and a commit of 10,000 files', () => {
     const leader = replicas[Number(leaders[0])]!;
     expect(leader.output()).not.toContain('lost leadership');
     expect(await configData(rig.clients, ns, 'app-config')).toEqual({ v: '2' });
+  }, 300_000);
+});
+
+describe('a leader frozen past its lease (SIGSTOP of its PID)', () => {
+  it('once it runs again it starts no helm: the release the new leader upgraded is upgraded once', async () => {
+    const cluster = uniqueName('frozen');
+    const agentNs = `${cluster}-agent`;
+    const identities = ['first', 'second'];
+    const repo = await rig.createRepo(
+      rig.clusterRepo(cluster, { 'a-slow': {}, 'b-fast': {} }, { 'a-slow': 'config: {v: "1"}\n' }),
+    );
+    // One helm at a time: while a-slow's helm runs, b-fast's waits for the slot.
+    const replicas = identities.map((identity) =>
+      spawnAgent(
+        [
+          ...['--repo', repo.url, '--cluster', cluster, '--namespace', agentNs, '--identity', identity],
+          ...['--work-dir', `${rig.dir}/${cluster}-${identity}-work`, '--interval', '2s'],
+          ...['--concurrency', '1', '--listen', '127.0.0.1:0', '--log-level', 'info'],
+        ],
+        rig.env,
+      ),
+    );
+    onTestFinished(() => {
+      for (const r of replicas) {
+        r.killGroup('SIGCONT');
+        r.killGroup('SIGKILL');
+      }
+    });
+    await waitFor('the first converge', async () => {
+      const [a, b] = await Promise.all(['a-slow', 'b-fast'].map((n) => readRelease(rig.clients, agentNs, n)));
+      return a?.state === 'ready' && b?.state === 'ready';
+    });
+    const lease = await rig.clients.coordination.readNamespacedLease({
+      name: `mooring-${cluster}`,
+      namespace: agentNs,
+    });
+    const leaderIndex = identities.indexOf(lease.spec!.holderIdentity!);
+    const leader = replicas[leaderIndex]!;
+    const standby = identities[1 - leaderIndex]!;
+
+    // a-slow's rollout never gets ready (helm gives up after 8 s); b-fast's is quick.
+    const change = await repo.commit({
+      'environments/test/releases.yaml': rig.releasesYaml(cluster, {
+        'a-slow': { timeout: '8s' },
+        'b-fast': {},
+      }),
+      'environments/test/values/a-slow.yaml': 'config: {v: "2"}\nneverReady: true\n',
+      'environments/test/values/b-fast.yaml': 'config: {v: "2"}\n',
+    });
+    const upgrades = (release: string) =>
+      processesMatching(new RegExp(`helm upgrade ${release} .*--namespace ${cluster}-${release}( |$)`));
+    const [slowHelm] = await waitFor('the leader to run helm on a-slow', async () => {
+      const procs = await upgrades('a-slow');
+      return procs.length === 1 && procs;
+    });
+    // Frozen with b-fast still waiting for the helm slot.
+    process.kill(leader.pid, 'SIGSTOP');
+    expect(await upgrades('b-fast')).toEqual([]);
+
+    let overlaps = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        if ((await upgrades('b-fast')).length > 1) overlaps++;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    // The standby takes the expired lease and converges b-fast.
+    await waitFor(
+      'the standby to converge b-fast',
+      async () => {
+        const b = await readRelease(rig.clients, agentNs, 'b-fast');
+        return b?.state === 'ready' && b.deployedRevision === change;
+      },
+      120_000,
+    );
+    // The frozen leader's helm on a-slow has ended (a zombie until the leader reaps it).
+    await waitFor(
+      "the frozen leader's helm to end",
+      async () => (await upgrades('a-slow')).every((p) => p.pid !== slowHelm!.pid),
+      60_000,
+    );
+
+    // It runs again: helm's exit frees the slot b-fast waited for, before any renewal can answer.
+    process.kill(leader.pid, 'SIGCONT');
+    await waitFor('the old leader to notice', async () => leader.output().includes('lost leadership'));
+    await new Promise((r) => setTimeout(r, 3000));
+    sampling = false;
+    await sampler;
+
+    expect(overlaps).toBe(0);
+    const made = (await helmRevisions(rig.clients, `${cluster}-b-fast`, 'b-fast')).filter(
+      (r) => r.secret.metadata?.labels?.['mooring.io/revision'] === change,
+    );
+    expect(made.map((r) => r.secret.metadata?.labels?.['mooring.io/replica'])).toEqual([standby]);
   }, 300_000);
 });

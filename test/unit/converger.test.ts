@@ -219,6 +219,71 @@ describe('converge bookkeeping', () => {
   });
 });
 
+describe('the leader check and a pending revision', () => {
+  it('asks right before each helm process: once the lease is no longer safely held, no helm starts', async () => {
+    const w = world();
+    w.deps.concurrency = 1;
+    let leading = true;
+    w.deps.mayRunHelm = () => (leading ? undefined : 'the leader lease was not renewed in time');
+    // a's helm waits for the test; b queues behind it for the one slot.
+    let finishA!: () => void;
+    w.gates.set('a', new Promise((resolve) => (finishA = resolve)));
+
+    const pass = converge({ releases: [release('a', 'd-a'), release('b', 'd-b')] }, A, w.deps);
+    await waitFor(() => w.calls.includes('helm upgrade a'));
+    // The lease becomes unsafe while a's helm runs, after b was decided: b never starts.
+    leading = false;
+    finishA();
+    const result = await pass;
+
+    expect(w.calls.filter((c) => c.startsWith('helm upgrade'))).toEqual(['helm upgrade a']);
+    expect(result.releases.map((r) => [r.name, r.action, r.state])).toEqual([
+      ['a', 'install', 'ready'],
+      ['b', 'blocked', 'waiting'],
+    ]);
+    expect(result.releases[1]!.error).toBe('the leader lease was not renewed in time');
+    expect(result.converged).toBe(false);
+  });
+
+  it('does not unlock a pending revision that helm finished after the pass read its index', async () => {
+    const w = world();
+    await converge({ releases: [release('a', 'd1')] }, A, w.deps);
+    // A helm process (another agent's, before a crash) left revision 2 pending; the index says so.
+    w.storage.push({
+      name: 'sh.helm.release.v1.a.v2',
+      namespace: 'ns-a',
+      labels: { owner: 'helm', name: 'a', version: '2', status: 'pending-upgrade' },
+    });
+    // By the time the release is read in full, that helm has finished: revision 2 is deployed.
+    const writes: string[] = [];
+    w.deps.core = {
+      listNamespacedSecret: async () => ({
+        items: [1, 2].map((v) => ({
+          metadata: {
+            name: `sh.helm.release.v1.a.v${v}`,
+            namespace: 'ns-a',
+            labels: {
+              owner: 'helm',
+              name: 'a',
+              version: String(v),
+              status: v === 2 ? 'deployed' : 'superseded',
+            },
+          },
+        })),
+      }),
+      replaceNamespacedSecret: async () => void writes.push('replace'),
+    } as unknown as CoreV1Api;
+
+    w.calls.length = 0;
+    const result = await converge({ releases: [release('a', 'd2')] }, B, w.deps);
+
+    expect(writes).toEqual([]);
+    expect(w.calls.filter((c) => c.startsWith('helm'))).toEqual([]);
+    expect(result.releases[0]).toMatchObject({ name: 'a', action: 'blocked', state: 'waiting' });
+    expect(result.retryAt).toBeDefined();
+  });
+});
+
 async function waitFor(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 5));
   if (!condition()) throw new Error('condition not met within 1s');
