@@ -9,6 +9,7 @@ import {
   type ConvergeDeps,
   type ConvergeResult,
   type EventSink,
+  type ReleaseRecord,
   type ReleaseRecords,
 } from '../converge/converger.js';
 import { pruneRefusal } from '../converge/prune-guard.js';
@@ -92,6 +93,8 @@ export interface Controls {
 
 export interface AgentMetrics {
   passCompleted?(outcome: PassOutcome, seconds: number): void;
+  /** Every release as recorded after a pass (per-release gauges). */
+  releasesObserved?(releases: readonly ReleaseRecord[]): void;
   sourceFailed?(): void;
 }
 
@@ -236,6 +239,13 @@ export class Agent {
     if (result.outcome === 'converged') this.state.lastSuccessAt = this.state.lastPassAt;
     this.state.lastError = result.error ?? '';
     this.deps.metrics?.passCompleted?.(result.outcome, (this.now() - started) / 1000);
+    if (this.deps.metrics?.releasesObserved) {
+      try {
+        this.deps.metrics.releasesObserved(await this.deps.records.list());
+      } catch (err) {
+        this.deps.log?.warn({ err: describeError(err) }, 'cannot read the releases for their metrics');
+      }
+    }
     return result;
   }
 

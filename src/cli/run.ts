@@ -37,12 +37,7 @@ import { createEventRecorder } from '../observe/events.js';
 import { createWebhookNotifier, notifyingRecorder, urlFromFile } from '../observe/notify.js';
 import { createMetrics, type MooringMetrics } from '../observe/metrics.js';
 import { startServer, type AgentServer } from '../observe/server.js';
-import {
-  createStatusStore,
-  releaseSelector,
-  type MooringReleaseObject,
-  type ReleaseState,
-} from '../observe/status.js';
+import { createStatusStore, releaseSelector, type MooringReleaseObject } from '../observe/status.js';
 import { secretDigestKey } from '../secrets/hash.js';
 import { AgeKeyError, loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
@@ -99,7 +94,11 @@ export async function buildAgent(
   await ensureNamespace(clients, config.namespace, log);
   await ensureCrds(clients);
 
-  const metrics = createMetrics();
+  const metrics = createMetrics({
+    cluster: config.cluster,
+    build: buildInfo(env),
+    intervalSeconds: config.intervalSeconds,
+  });
   const helmBinary = findHelm(env);
   const leash = findLeash(helmBinary);
   if (!leash && process.platform === 'linux') {
@@ -606,11 +605,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Per-release metrics from a converge pass: attempts (helm ran) and how many releases are in each state. */
+/** Per-release metrics from a converge pass: attempts (helm ran) and how long they took. */
 function recordReleaseMetrics(metrics: MooringMetrics, result: ConvergeResult, at: number): void {
-  const counts: Partial<Record<ReleaseState, number>> = {};
   for (const r of result.releases) {
-    if (r.state !== 'pruned') counts[r.state] = (counts[r.state] ?? 0) + 1;
+    if (r.durationSeconds !== undefined) metrics.releaseReconciled(r.name, r.durationSeconds);
     if (
       r.action === 'install' ||
       r.action === 'upgrade' ||
@@ -620,7 +618,6 @@ function recordReleaseMetrics(metrics: MooringMetrics, result: ConvergeResult, a
       metrics.converged(r.name, r.state === 'ready' || r.state === 'pruned' ? 'success' : 'failure', at);
     }
   }
-  metrics.setReleaseStates(counts);
 }
 
 function summary(result: PassResult): object {

@@ -119,6 +119,8 @@ export interface ReleaseOutcome {
   helmRevision?: number;
   /** When this release can make progress again (a pending revision's helm may have ended). */
   retryAt?: number;
+  /** How long helm took (install, upgrade, uninstall). */
+  durationSeconds?: number;
 }
 
 export interface ConvergeResult {
@@ -387,7 +389,8 @@ async function convergeRelease(
   }
 }
 
-type Upgraded = { ok: true; result: HelmRelease } | { ok: false; error: string };
+/** helm's outcome, and how long it took (seconds). */
+type Upgraded = ({ ok: true; result: HelmRelease } | { ok: false; error: string }) & { seconds: number };
 
 /** helm upgrade --install of one release, while the caller holds a helm slot. */
 async function runUpgrade(
@@ -410,6 +413,8 @@ async function runUpgrade(
       deps.log?.warn({ release: name, err: describeError(err) }, 'could not record progress');
     });
   let upgraded: Upgraded;
+  const started = deps.now();
+  const took = () => (deps.now() - started) / 1000;
   try {
     await applyChartCrds(release, deps);
     const result = await deps.helm.upgradeInstall({
@@ -438,9 +443,9 @@ async function runUpgrade(
       // the helm adapter enforces); only a lost lease cancels it.
       ...(deps.cancel ? { signal: deps.cancel } : {}),
     });
-    upgraded = { ok: true, result };
+    upgraded = { ok: true, result, seconds: took() };
   } catch (err) {
-    upgraded = { ok: false, error: describeError(err) };
+    upgraded = { ok: false, error: describeError(err), seconds: took() };
   }
   await progressing;
   return upgraded;
@@ -518,7 +523,13 @@ async function recordUpgrade(
       `${kind === 'install' ? 'installed' : 'upgraded'} to revision ${short(revision)} (helm revision ${result.revision})`,
     );
     deps.log?.info({ release: name, revision, helmRevision: result.revision, action: kind }, 'converged');
-    return { name, action: kind, state: 'ready', helmRevision: result.revision };
+    return {
+      name,
+      action: kind,
+      state: 'ready',
+      helmRevision: result.revision,
+      durationSeconds: upgraded.seconds,
+    };
   }
 
   const { error } = upgraded;
@@ -554,6 +565,7 @@ async function recordUpgrade(
     state: 'failed',
     error,
     ...(rolledBack ? { helmRevision: after.revision } : {}),
+    durationSeconds: upgraded.seconds,
   };
 }
 
@@ -602,6 +614,7 @@ async function removeRelease(
     if (action.kind === 'uninstall') {
       const notLeader = deps.mayRunHelm?.();
       if (notLeader !== undefined) return { name, action: 'blocked', state: 'waiting', error: notLeader };
+      const started = deps.now();
       await deps.helm.uninstall(name, record.namespace, {
         wait: true,
         timeoutSeconds: 300,
@@ -614,7 +627,7 @@ async function removeRelease(
         'Pruned',
         `uninstalled: the release is no longer declared in Git for this cluster`,
       );
-      return { name, action: 'uninstall', state: 'pruned' };
+      return { name, action: 'uninstall', state: 'pruned', durationSeconds: (deps.now() - started) / 1000 };
     }
     if (!helm) {
       await deps.records.remove(name);

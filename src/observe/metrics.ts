@@ -1,9 +1,24 @@
 // Prometheus metrics for one agent: its own registry (never prom-client's global one), so
 // that several agents or tests in one process do not share counters. Labels carry only
-// names mooring chose (release, state, outcome, command), never values from Git.
+// names (cluster, release, namespace, chart, version, state, outcome, command), never values
+// from Git. Names follow Prometheus' conventions and pass promlint (`promtool check
+// metrics`); process and Node.js metrics keep their standard unprefixed names, so stock
+// dashboards find them. Every series carries the agent's `cluster`, so one Prometheus (or
+// Thanos, Mimir) across clusters gives the fleet view.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReleaseState } from './status.js';
+
+/** Outcomes of an agent pass (src/agent/agent.ts PassOutcome). */
+export const PASS_OUTCOMES = [
+  'converged',
+  'failed',
+  'pending-approval',
+  'source-error',
+  'cluster-error',
+  'invalid',
+  'suspended',
+] as const;
 
 export const RELEASE_STATES: readonly ReleaseState[] = [
   'ready',
@@ -20,7 +35,30 @@ export const RELEASE_STATES: readonly ReleaseState[] = [
 export interface MetricsOptions {
   /** Also export Node.js process metrics (CPU, memory, event loop); default true. */
   processMetrics?: boolean;
+  /** The agent's cluster name: a `cluster` label on every series. */
+  cluster?: string;
+  /** mooring_build_info's labels. */
+  build?: { version: string; commit: string };
+  /** The agent's --interval, for alerts on an agent that stopped passing. */
+  intervalSeconds?: number;
+  now?: () => number;
 }
+
+/** A release as the per-release gauges show it (from its MooringRelease status). */
+export interface ObservedRelease {
+  name: string;
+  namespace?: string;
+  chart?: string;
+  version?: string;
+  state?: ReleaseState;
+}
+
+/** prom-client gauges named like counters (`_total`), which promlint rightly refuses. */
+const MISNAMED_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 export interface MooringMetrics {
   readonly registry: Registry;
@@ -33,6 +71,10 @@ export interface MooringMetrics {
   gitFetched(): void;
   /** Sets how many releases are in each state (states left out count zero). */
   setReleaseStates(counts: Partial<Record<ReleaseState, number>>): void;
+  /** Every release as recorded after a pass: mooring_release_info and mooring_releases. */
+  releasesObserved(releases: readonly ObservedRelease[]): void;
+  /** How long one release's helm operation (install, upgrade, uninstall) took. */
+  releaseReconciled(release: string, seconds: number): void;
   /** One release's converge attempt ended; `at` is milliseconds since the epoch. */
   converged(release: string, result: 'success' | 'failure', at: number): void;
   /** Plug into the Helm adapter's `onSpawn`: counts helm processes by command. */
@@ -49,8 +91,54 @@ export interface MooringMetrics {
 
 export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
   const registry = new Registry();
-  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'mooring_' });
+  const now = options.now ?? Date.now;
+  if (options.cluster !== undefined) registry.setDefaultLabels({ cluster: options.cluster });
+  if (options.processMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
+
+  const buildInfo = new Gauge({
+    name: 'mooring_build_info',
+    help: 'Always 1; the labels say which mooring runs.',
+    labelNames: ['version', 'commit', 'nodejs_version'],
+    registers,
+  });
+  const releaseInfo = new Gauge({
+    name: 'mooring_release_info',
+    help: 'Always 1, one series per release: its namespace, chart, version and state.',
+    labelNames: ['release', 'namespace', 'chart', 'version', 'state'],
+    registers,
+  });
+  const reconcileDuration = new Histogram({
+    name: 'mooring_release_reconcile_duration_seconds',
+    help: 'Duration of helm operations (install, upgrade, uninstall) per release.',
+    labelNames: ['release'],
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800],
+    registers,
+  });
+  const lastPass = new Gauge({
+    name: 'mooring_last_pass_timestamp_seconds',
+    help: 'When the last agent pass ended (the agent start time before its first pass).',
+    registers,
+  });
+  const lastSuccessfulPass = new Gauge({
+    name: 'mooring_last_successful_pass_timestamp_seconds',
+    help: 'When the last pass that converged everything ended.',
+    registers,
+  });
+  const lastOutcome = new Gauge({
+    name: 'mooring_last_pass_outcome',
+    help: '1 for the outcome of the last pass, 0 for the others.',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const interval = new Gauge({
+    name: 'mooring_pass_interval_seconds',
+    help: "The agent's configured time between passes (--interval).",
+    registers,
+  });
 
   const passes = new Counter({
     name: 'mooring_passes_total',
@@ -60,7 +148,8 @@ export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
   });
   const passDuration = new Histogram({
     name: 'mooring_pass_duration_seconds',
-    help: 'Duration of agent passes.',
+    help: 'Duration of agent passes, by outcome.',
+    labelNames: ['outcome'],
     buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
     registers,
   });
@@ -171,14 +260,30 @@ export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
   for (const reason of ['too-large', 'unverified']) webhookRefusals.inc({ reason }, 0);
 
   for (const state of RELEASE_STATES) releases.set({ state }, 0);
+  for (const outcome of PASS_OUTCOMES) {
+    passes.inc({ outcome }, 0);
+    lastOutcome.set({ outcome }, 0);
+  }
   pendingApprovals.set(0);
   leader.set(0);
+  lastPass.set(now() / 1000);
+  if (options.intervalSeconds !== undefined) interval.set(options.intervalSeconds);
+  if (options.build) {
+    buildInfo.set(
+      { version: options.build.version, commit: options.build.commit, nodejs_version: process.version },
+      1,
+    );
+  }
 
   return {
     registry,
     passCompleted(outcome, seconds) {
       passes.inc({ outcome });
-      passDuration.observe(seconds);
+      passDuration.observe({ outcome }, seconds);
+      const at = now() / 1000;
+      lastPass.set(at);
+      if (outcome === 'converged') lastSuccessfulPass.set(at);
+      for (const o of PASS_OUTCOMES) lastOutcome.set({ outcome: o }, o === outcome ? 1 : 0);
     },
     sourceFailed() {
       gitFailures.inc();
@@ -191,6 +296,29 @@ export function createMetrics(options: MetricsOptions = {}): MooringMetrics {
     },
     setReleaseStates(counts) {
       for (const state of RELEASE_STATES) releases.set({ state }, counts[state] ?? 0);
+    },
+    releasesObserved(observed) {
+      releaseInfo.reset();
+      const counts: Partial<Record<ReleaseState, number>> = {};
+      for (const r of observed) {
+        if (r.state === 'pruned') continue;
+        const state = r.state ?? 'progressing';
+        counts[state] = (counts[state] ?? 0) + 1;
+        releaseInfo.set(
+          {
+            release: r.name,
+            namespace: r.namespace ?? '',
+            chart: r.chart ?? '',
+            version: r.version ?? '',
+            state,
+          },
+          1,
+        );
+      }
+      for (const state of RELEASE_STATES) releases.set({ state }, counts[state] ?? 0);
+    },
+    releaseReconciled(release, seconds) {
+      reconcileDuration.observe({ release }, seconds);
     },
     converged(release, result, at) {
       converges.inc({ release, result });

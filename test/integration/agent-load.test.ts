@@ -110,7 +110,8 @@ function scrape(address: string): Promise<string> {
 }
 
 function metric(text: string, name: string): number | undefined {
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  // Every series carries the agent's `cluster` label.
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
 }
 

@@ -192,14 +192,16 @@ describe('HTTP endpoints', () => {
       expect(metrics.status).toBe(200);
       expect(metrics.headers.get('content-type')).toContain('text/plain');
       const text = await metrics.text();
-      expect(text).toContain('mooring_passes_total{outcome="converged"} 3');
-      expect(text).toMatch(/mooring_passes_total\{outcome="source-error"\} [1-9]/);
-      expect(text).toContain('mooring_helm_processes_total{command="upgrade"} 2');
-      expect(text).toContain('mooring_git_polls_total{changed="false"} 1');
-      expect(text).toContain('mooring_leader 1');
-      expect(text).toContain('mooring_releases{state="ready"} 1');
-      expect(text).toContain('mooring_converges_total{release="web",result="success"} 2');
-      expect(text).toContain('mooring_process_resident_memory_bytes');
+      // Every series carries the agent's cluster (the fleet view across clusters).
+      const c = `cluster="${cluster}"`;
+      expect(text).toContain(`mooring_passes_total{outcome="converged",${c}} 3`);
+      expect(text).toMatch(new RegExp(`mooring_passes_total\\{outcome="source-error",${c}\\} [1-9]`));
+      expect(text).toContain(`mooring_helm_processes_total{command="upgrade",${c}} 2`);
+      expect(text).toContain(`mooring_git_polls_total{changed="false",${c}} 1`);
+      expect(text).toContain(`mooring_leader{${c}} 1`);
+      expect(text).toContain(`mooring_releases{state="ready",${c}} 1`);
+      expect(text).toContain(`mooring_converges_total{release="web",result="success",${c}} 2`);
+      expect(text).toContain(`process_resident_memory_bytes{${c}}`);
     } finally {
       rig.git.setDown(false);
       expect(await agent.stop()).toBe(0);

@@ -71,7 +71,9 @@ function deliver(address: string, requestHead: string, total: number, chunked: b
 }
 
 function metric(text: string, series: string): number {
-  const m = new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text);
+  // The agent's `cluster` label follows the series' own labels.
+  const escaped = series.replace(/[{}"]/g, (c) => `\\${c}`).replace(/\\}$/, '(?:,[^}]*)?\\}');
+  const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : 0;
 }
 

@@ -121,7 +121,9 @@ describe('an approved upgrade that fails', () => {
       cli(['approve', '--context', 'mooring-local', '--kubeconfig', rig.kubeconfig, '-n', agentNs, '--yes']);
     const metric = async (state: string): Promise<number | undefined> => {
       const text = await (await fetch(`http://${await loop.address}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`mooring_releases{state="${state}"}`));
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith('mooring_releases{') && l.includes(`state="${state}"`));
       return line === undefined ? undefined : Number(line.split(' ').pop());
     };
     const status = async () => {
