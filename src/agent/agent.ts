@@ -131,6 +131,8 @@ export interface AgentDeps {
     warn(obj: object, msg: string): void;
     error(obj: object, msg: string): void;
   };
+  /** The converger's log (`component: converge`); `log` when not given. */
+  convergeLog?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
 export type PassOutcome =
@@ -138,6 +140,8 @@ export type PassOutcome =
 
 export interface PassResult {
   outcome: PassOutcome;
+  /** How long the pass took. */
+  durationSeconds?: number;
   revision?: string;
   converge?: ConvergeResult;
   pending?: string;
@@ -238,7 +242,8 @@ export class Agent {
     this.state.lastPassAt = this.now();
     if (result.outcome === 'converged') this.state.lastSuccessAt = this.state.lastPassAt;
     this.state.lastError = result.error ?? '';
-    this.deps.metrics?.passCompleted?.(result.outcome, (this.now() - started) / 1000);
+    result.durationSeconds = (this.now() - started) / 1000;
+    this.deps.metrics?.passCompleted?.(result.outcome, result.durationSeconds);
     if (this.deps.metrics?.releasesObserved) {
       try {
         this.deps.metrics.releasesObserved(await this.deps.records.list());
@@ -317,6 +322,9 @@ export class Agent {
     if (refusal) return refusal;
 
     const { mode, loosenAttempt } = effectiveMode(config.approval, plan.cluster.sync?.mode);
+    if (mode !== this.lastMode) {
+      log?.info({ approval: mode, configured: config.approval }, 'effective approval mode');
+    }
     this.lastMode = mode;
     const requested = control !== undefined && (control.reconcile !== undefined || control.releaseRequests);
     if (loosenAttempt && this.warnedLoosen !== head.revision) {
@@ -461,7 +469,7 @@ export class Agent {
       concurrency: config.concurrency,
       ...(signal ? { signal } : {}),
       ...(cancel ? { cancel } : {}),
-      ...(this.deps.log ? { log: this.deps.log } : {}),
+      ...(this.deps.convergeLog || this.deps.log ? { log: this.deps.convergeLog ?? this.deps.log! } : {}),
       ...(this.deps.crdApi ? { crdApi: this.deps.crdApi } : {}),
     };
   }
@@ -486,7 +494,13 @@ export class Agent {
       const result = await this.pass({ signal, ...(cancel ? { cancel } : {}) });
       onPass?.(result);
       this.deps.log?.info(
-        { outcome: result.outcome, revision: result.revision, pending: result.pending, error: result.error },
+        {
+          outcome: result.outcome,
+          revision: result.revision,
+          pending: result.pending,
+          err: result.error,
+          durationSeconds: result.durationSeconds,
+        },
         'pass finished',
       );
       // Stopped during the pass: an 'abort' listener added now would never fire.

@@ -284,6 +284,7 @@ export async function buildAgent(
     metrics,
     ...(mayRunHelm ? { mayRunHelm } : {}),
     log,
+    convergeLog: log.child({ component: 'converge' }),
   });
   return { agent, clients, metrics, status, events, notifier, git, helm, charts, controls };
 }
@@ -330,14 +331,22 @@ export async function runAgent(
     hooks.logger ??
     pino({
       level: config.logLevel,
-      base: { cluster: config.cluster },
+      // `component` on every line: children (source, drift, gate, ...) override it.
+      base: { cluster: config.cluster, component: 'agent' },
+      // "info", not 30: what log pipelines (Loki, Elasticsearch, Cloud Logging) expect.
+      formatters: { level: (label) => ({ level: label }) },
       timestamp: pino.stdTimeFunctions.isoTime,
     });
+  const build = buildInfo(env);
   log.info(
     {
+      version: build.version,
+      commit: build.commit,
       repo: redactUrl(config.repo),
       branch: config.branch,
-      approval: config.approval,
+      // The mode passes use is the stricter of this and cluster.yaml's `sync.mode`, known once
+      // the repository is read: the `effective approval mode` line says it.
+      configuredApproval: config.approval,
       drift: config.drift,
       prune: config.prune,
       once: config.once,
@@ -384,6 +393,7 @@ export async function runAgent(
     hooks.onPass?.(result);
   };
   let electionError: string | undefined;
+  const leaseLog = log.child({ component: 'lease' });
   const elector = config.leaderElection
     ? createLeaderElector({
         coordination: clients.coordination,
@@ -392,18 +402,18 @@ export async function runAgent(
         identity: config.identity,
         onStartedLeading: () => {
           metrics.setLeader(true);
-          log.info({ identity: config.identity }, 'became leader');
+          leaseLog.info({ identity: config.identity }, 'became leader');
         },
         onStoppedLeading: () => {
           metrics.setLeader(false);
           // Giving the lease up on the way out is routine; losing it while running is not.
           if (config.once || stop.signal.aborted)
-            log.info({ identity: config.identity }, 'released the lease');
-          else log.warn({ identity: config.identity }, 'lost leadership');
+            leaseLog.info({ identity: config.identity }, 'released the lease');
+          else leaseLog.warn({ identity: config.identity }, 'lost leadership');
         },
         onError: (err) => {
           electionError = err.message;
-          log.warn({ err: err.message }, 'leader election');
+          leaseLog.warn({ err: err.message }, 'leader election');
         },
       })
     : undefined;
@@ -469,7 +479,7 @@ export async function runAgent(
               onWebhook: () => agent.trigger(),
             }
           : {}),
-        log,
+        log: log.child({ component: 'http' }),
       })
     : undefined;
   let server: AgentServer | undefined;
@@ -625,7 +635,8 @@ function summary(result: PassResult): object {
     outcome: result.outcome,
     revision: result.revision,
     ...(result.pending ? { pending: result.pending } : {}),
-    ...(result.error ? { error: result.error } : {}),
+    ...(result.error ? { err: result.error } : {}),
+    ...(result.durationSeconds !== undefined ? { durationSeconds: result.durationSeconds } : {}),
     ...(result.drift ? { drift: result.drift } : {}),
     ...(result.converge
       ? {

@@ -522,7 +522,16 @@ async function recordUpgrade(
       'Converged',
       `${kind === 'install' ? 'installed' : 'upgraded'} to revision ${short(revision)} (helm revision ${result.revision})`,
     );
-    deps.log?.info({ release: name, revision, helmRevision: result.revision, action: kind }, 'converged');
+    deps.log?.info(
+      {
+        release: name,
+        revision,
+        helmRevision: result.revision,
+        action: kind,
+        durationSeconds: upgraded.seconds,
+      },
+      'converged',
+    );
     return {
       name,
       action: kind,
@@ -558,7 +567,10 @@ async function recordUpgrade(
       `rolled back to the last good state (helm revision ${after.revision})`,
     );
   }
-  deps.log?.warn({ release: name, revision, rolledBack, error }, 'converge failed');
+  deps.log?.warn(
+    { release: name, revision, rolledBack, err: error, durationSeconds: upgraded.seconds },
+    'converge failed',
+  );
   return {
     name,
     action: kind,

@@ -490,7 +490,7 @@ export class GitSource {
         });
         if (isTransportFailure(failure)) throw failure;
         this.log.debug(
-          { url: this.displayUrl, revision, error: failure.message },
+          { url: this.displayUrl, revision, err: failure.message },
           'server would not serve the commit by sha; deepening the branch instead',
         );
       }
@@ -576,7 +576,7 @@ export class GitSource {
       if (removed.length > 0) this.log.debug({ removed }, 'removed old snapshots');
     } catch (err) {
       this.log.warn(
-        { error: err instanceof Error ? err.message : String(err) },
+        { err: err instanceof Error ? err.message : String(err) },
         'could not remove old snapshots',
       );
     }

@@ -134,6 +134,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
   }
 
   async function checkAll(plan: ClusterPlan): Promise<DriftCheckResult> {
+    const started = now();
     const targets = targetsOf(plan);
     const active = targets.filter((t) => t.mode !== 'off');
     const statuses = await readStatuses();
@@ -211,7 +212,15 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       { drifted: totals.found, corrected: totals.corrected, failed: result.failed },
       now(),
     );
-    deps.log?.info({ releases: active.length, objects: checks.length, ...result }, 'drift check finished');
+    deps.log?.info(
+      {
+        releases: active.length,
+        objects: checks.length,
+        ...result,
+        durationSeconds: (now() - started) / 1000,
+      },
+      'drift check finished',
+    );
     return result;
   }
 
