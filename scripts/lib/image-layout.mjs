@@ -29,7 +29,7 @@ export const RUNTIME_FILES = [
   'dist',
   // ensureCrds applies these at start; the agent applies the approval policy the same way.
   'charts/mooring/crds',
-  'charts/mooring/templates/validatingadmissionpolicy.yaml',
+  'charts/mooring/files/approval-policy.yaml',
 ];
 
 /** What the Dockerfile's build stage must COPY for the build and this script to work. */

@@ -226,7 +226,7 @@ export async function buildAgent(
   });
 
   // Approvals are only as safe as the admission policy that checks who recorded them.
-  const policy = await ensureApprovalPolicy(clients);
+  const policy = await ensureApprovalPolicy(clients, { namespace: config.namespace });
   if (policy.unverified.length) {
     log.warn(
       { objects: policy.unverified },

@@ -2,9 +2,14 @@
 // as approver): shipped in the agent's chart, and applied by the agent at start-up so that
 // approvals are safe on a bare cluster too, as ensureCrds does for the CRDs. An agent that
 // may not write admission policies still works when the chart installed them.
+//
+// The rules are one plain file of the chart (files/approval-policy.yaml); the chart's
+// template and approvalPolicyObjects() give it the same per-namespace name and binding (a
+// differential test renders the chart and compares), so the agent finds what the chart
+// installed, and a second install of the chart in another namespace has its own objects.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { MooringError } from '../errors.js';
 import {
   apiErrorMessage,
@@ -16,21 +21,41 @@ import {
 
 /** src/gate and dist/gate are both two levels below the package root. */
 export const APPROVAL_POLICY_FILE = fileURLToPath(
-  new URL('../../charts/mooring/templates/validatingadmissionpolicy.yaml', import.meta.url),
+  new URL('../../charts/mooring/files/approval-policy.yaml', import.meta.url),
 );
 
-export const APPROVAL_POLICY_NAME = 'mooring-approval-approver';
+/** The policy and binding of the approvals in `namespace` (the chart names them the same). */
+export function approvalPolicyName(namespace: string): string {
+  return `mooring-approval-approver-${namespace}`;
+}
 
-/** The ValidatingAdmissionPolicy and its binding, as the chart ships them. */
-export function loadApprovalPolicy(file: string = APPROVAL_POLICY_FILE): AnyObject[] {
-  const objects = parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((d) => d.toJS() as AnyObject | null)
-    .filter((o): o is AnyObject => o !== null);
-  const kinds = objects.map((o) => o.kind);
-  if (!kinds.includes('ValidatingAdmissionPolicy') || !kinds.includes('ValidatingAdmissionPolicyBinding')) {
-    throw new MooringError('expected a ValidatingAdmissionPolicy and its binding', { file });
+const LABELS = { 'app.kubernetes.io/name': 'mooring', 'app.kubernetes.io/component': 'approval-policy' };
+
+/**
+ * The ValidatingAdmissionPolicy of the approvals in `namespace` and its binding, as the
+ * chart renders them (less the chart's own labels).
+ */
+export function approvalPolicyObjects(namespace: string, file: string = APPROVAL_POLICY_FILE): AnyObject[] {
+  const policy = parse(readFileSync(file, 'utf8')) as AnyObject | null;
+  if (policy?.kind !== 'ValidatingAdmissionPolicy' || typeof policy.spec !== 'object') {
+    throw new MooringError('expected a ValidatingAdmissionPolicy with a spec', { file });
   }
-  return objects;
+  const name = approvalPolicyName(namespace);
+  return [
+    { ...policy, metadata: { name, labels: LABELS } },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name, labels: LABELS },
+      spec: {
+        policyName: name,
+        validationActions: ['Deny'],
+        matchResources: {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
+        },
+      },
+    },
+  ];
 }
 
 export interface EnsurePolicyResult {
@@ -43,7 +68,8 @@ export interface EnsurePolicyResult {
 }
 
 /**
- * Installs the approval policy and its binding where they are missing. Objects already in
+ * Installs the approval policy of the approvals in `namespace` and its binding where they
+ * are missing. Objects already in
  * place are left alone: the chart manages them, and re-applying them under another field
  * manager would make the next `helm upgrade` of the chart conflict. When an object can be
  * neither read nor written it is reported as unverified for the caller to warn about, and
@@ -51,10 +77,10 @@ export interface EnsurePolicyResult {
  */
 export async function ensureApprovalPolicy(
   clients: Pick<KubeClients, 'objects'>,
-  options: { objects?: AnyObject[]; fieldManager?: string } = {},
+  options: { namespace: string; objects?: AnyObject[]; fieldManager?: string },
 ): Promise<EnsurePolicyResult> {
   const result: EnsurePolicyResult = { applied: [], alreadyPresent: [], unverified: [] };
-  for (const object of options.objects ?? loadApprovalPolicy()) {
+  for (const object of options.objects ?? approvalPolicyObjects(options.namespace)) {
     const id = `${object.kind}/${object.metadata?.name}`;
     let present: boolean | undefined;
     try {

@@ -56,7 +56,6 @@ beforeAll(async () => {
   clients = createKubeClients(loadKubeConfig({ kubeconfig }));
   context = clients.kubeConfig.getCurrentContext();
   await ensureCrds(clients);
-  await ensureApprovalPolicy(clients);
   await servedAfterCrdUpdate(clients);
   scratch = await mkdtemp(join(tmpdir(), 'mooring-approval-it-'));
   gitServer = await startGitServer({ root: join(scratch, 'repos') });
@@ -160,6 +159,8 @@ async function startAgent(
   if (!namespaces.includes(namespace)) {
     namespaces.push(namespace);
     await clients.core.createNamespace({ body: { metadata: { name: namespace } } });
+    // As `mooring run` does at start: the approval policy of its namespace.
+    await ensureApprovalPolicy(clients, { namespace });
   }
   const config: AgentConfig = {
     ...defaults({}),

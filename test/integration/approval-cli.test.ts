@@ -13,7 +13,7 @@ import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { createApprovalStore } from '../../src/gate/approvals.js';
 import { createPlanStore, planDigest, type PlanStatus } from '../../src/gate/plans.js';
-import { APPROVAL_POLICY_NAME, ensureApprovalPolicy } from '../../src/gate/policy.js';
+import { approvalPolicyName, ensureApprovalPolicy } from '../../src/gate/policy.js';
 import {
   apiErrorMessage,
   createKubeClients,
@@ -45,11 +45,11 @@ beforeAll(async () => {
   kubeconfig = inject('kubeconfig');
   admin = createKubeClients(loadKubeConfig({ kubeconfig }));
   await ensureCrds(admin);
-  // Cluster-wide: another test file may have installed it already.
-  const policy = await ensureApprovalPolicy(admin);
-  expect([...policy.applied, ...policy.alreadyPresent].sort()).toEqual([
-    `ValidatingAdmissionPolicy/${APPROVAL_POLICY_NAME}`,
-    `ValidatingAdmissionPolicyBinding/${APPROVAL_POLICY_NAME}`,
+  // The policy of this test's namespace, as the agent installs it at start.
+  const policy = await ensureApprovalPolicy(admin, { namespace: ns });
+  expect(policy.applied.sort()).toEqual([
+    `ValidatingAdmissionPolicy/${approvalPolicyName(ns)}`,
+    `ValidatingAdmissionPolicyBinding/${approvalPolicyName(ns)}`,
   ]);
   scratch = await mkdtemp(join(tmpdir(), 'mooring-approve-it-'));
   await admin.core.createNamespace({ body: { metadata: { name: ns } } });
@@ -176,7 +176,7 @@ async function policyInForce(): Promise<void> {
         dryRun: 'All',
       });
     } catch (err) {
-      if (apiErrorMessage(err).includes(APPROVAL_POLICY_NAME)) return;
+      if (apiErrorMessage(err).includes(approvalPolicyName(ns))) return;
       throw err;
     }
     if (Date.now() > deadline) throw new Error('the approval policy did not take effect');
@@ -466,7 +466,7 @@ describe('the approval admission policy', () => {
       body: [{ op: 'add', path: '/metadata/labels/tampered', value: 'yes' }],
     });
     await expect(attempt).rejects.toMatchObject({ code: 403 });
-    expect(await attempt.catch((err: unknown) => apiErrorMessage(err))).toContain(APPROVAL_POLICY_NAME);
+    expect(await attempt.catch((err: unknown) => apiErrorMessage(err))).toContain(approvalPolicyName(ns));
   });
 
   it('lets the agent record the use of an approval (the status subresource)', async () => {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml';
 import { AGENT_SETTINGS, loadAgentConfig } from '../../src/agent/config.js';
 import { runAgent } from '../../src/cli/run.js';
+import { approvalPolicyObjects } from '../../src/gate/policy.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
 import { createRepo, startGitServer, type GitServer } from '../rig/git.js';
@@ -252,6 +253,43 @@ describe('the chart, rendered', () => {
     ).toEqual(['mooring-system/mooring', 'web/mooring-releases', 'cache/mooring-releases']);
   });
 
+  it('renders the approval policy the agent applies, named and bound per namespace; or none', async () => {
+    // The agent builds the same objects from the same file (src/gate/policy.ts): it must find
+    // what the chart installed, under the same name, or it would warn and try to install it.
+    for (const namespace of ['mooring-system', 'team-b']) {
+      const { stdout } = await execa(HELM, ['template', 'mooring', CHART, '-n', namespace, ...REQUIRED]);
+      const objects = parseAllDocuments(stdout)
+        .map((d) => d.toJS() as K8sObject | null)
+        .filter((o): o is K8sObject => o !== null && o.kind.startsWith('ValidatingAdmissionPolicy'));
+      const comparable = (o: Record<string, unknown>) => ({
+        apiVersion: o.apiVersion,
+        kind: o.kind,
+        name: (o.metadata as { name: string }).name,
+        spec: o.spec,
+      });
+      expect(objects.map(comparable)).toEqual(approvalPolicyObjects(namespace).map(comparable));
+      expect(objects.map((o) => o.metadata.name)).toEqual([
+        `mooring-approval-approver-${namespace}`,
+        `mooring-approval-approver-${namespace}`,
+      ]);
+      // The agent may read exactly those (it checks they are in place).
+      const reader = parseAllDocuments(stdout)
+        .map(
+          (d) => d.toJS() as { kind?: string; rules?: { resources: string[]; resourceNames?: string[] }[] },
+        )
+        .find(
+          (o) =>
+            o?.kind === 'ClusterRole' &&
+            o.rules?.some((r) => r.resources.includes('validatingadmissionpolicies')),
+        );
+      expect(
+        reader!.rules!.find((r) => r.resources.includes('validatingadmissionpolicies'))!.resourceNames,
+      ).toEqual([`mooring-approval-approver-${namespace}`]);
+    }
+    const without = await render(...REQUIRED, '--set', 'approval.policy.create=false');
+    expect(without.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy'))).toEqual([]);
+  });
+
   it('documents every value in docs/install.md', async () => {
     const values = parseYaml(await readFile(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
     const keys: string[] = [];
@@ -357,8 +395,8 @@ describe('the chart, installed', () => {
       'role.rbac.authorization.k8s.io/mooring-releases',
     );
     expect(await kubectl('get', 'crd', '-o', 'name')).toContain('mooringreleases.mooring.io');
-    expect(await kubectl('get', 'validatingadmissionpolicy', '-o', 'name')).toContain(
-      'mooring-approval-approver',
+    expect(await kubectl('get', 'validatingadmissionpolicy', '-o', 'name')).toBe(
+      'validatingadmissionpolicy.admissionregistration.k8s.io/mooring-approval-approver-mooring-system',
     );
   });
 
@@ -440,6 +478,8 @@ describe('the chart, installed', () => {
     );
     const code = await runAgent(config, env, { logger });
     expect(code, logs.join('')).toBe(EXIT.ok);
+    // It found the chart's approval policy under the name it looks for (it may only read it).
+    expect(logs.join('')).not.toContain('approval admission policy');
     expect(
       await kubectl('get', 'configmap', 'hello', '-n', 'team-a', '-o', 'jsonpath={.data.greeting}'),
     ).toBe('hello from dev');
@@ -492,5 +532,72 @@ describe('the chart, installed', () => {
         'jsonpath={.data.secret}',
       ),
     ).toBe(secretBefore);
+  });
+
+  it('installs again in another namespace with its own approval policy, each guarding its namespace', async () => {
+    const second = await helm(
+      ...['install', 'mooring', CHART, '-n', 'mooring-second', '--create-namespace'],
+      ...['--set', `repo.url=${git.repoUrl('gitops.git')}`, '--set', 'cluster.name=ship-2'],
+    );
+    expect(second.stdout).toContain('STATUS: deployed');
+    // A further release in a namespace that has one leaves the policy to it.
+    const third = await helm(
+      ...['install', 'mooring-b', CHART, '-n', 'mooring-second'],
+      ...['--set', `repo.url=${git.repoUrl('gitops.git')}`, '--set', 'cluster.name=ship-3'],
+      ...['--set', 'approval.policy.create=false'],
+    );
+    expect(third.stdout).toContain('STATUS: deployed');
+    const policies = await kubectl(
+      'get',
+      'validatingadmissionpolicy,validatingadmissionpolicybinding',
+      '-o',
+      'name',
+    );
+    expect(
+      policies
+        .split('\n')
+        .map((n) => n.split('/')[1])
+        .sort(),
+    ).toEqual([
+      'mooring-approval-approver-mooring-second',
+      'mooring-approval-approver-mooring-second',
+      'mooring-approval-approver-mooring-system',
+      'mooring-approval-approver-mooring-system',
+    ]);
+    // An Approval in someone else's name is refused in each namespace, by that namespace's policy.
+    for (const namespace of ['mooring-system', 'mooring-second']) {
+      const deadline = Date.now() + 30_000;
+      let refusal = '';
+      while (!refusal) {
+        try {
+          await clients.customObjects.createNamespacedCustomObject({
+            group: 'mooring.io',
+            version: 'v1alpha1',
+            plural: 'approvals',
+            namespace,
+            dryRun: 'All',
+            body: {
+              apiVersion: 'mooring.io/v1alpha1',
+              kind: 'Approval',
+              metadata: { generateName: 'forged-' },
+              spec: {
+                cluster: 'ship-1',
+                revision: 'a'.repeat(40),
+                planDigest: `sha256:${'d'.repeat(64)}`,
+                approvedBy: { username: 'the-cto' },
+              },
+            },
+          });
+        } catch (err) {
+          refusal = String((err as { body?: unknown }).body ?? err);
+        }
+        // Policies take effect once the API server has loaded them.
+        if (!refusal && Date.now() > deadline)
+          throw new Error(`no policy refused a forged approval in ${namespace}`);
+        if (!refusal) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(refusal).toContain(`ValidatingAdmissionPolicy 'mooring-approval-approver-${namespace}'`);
+      expect(refusal).toContain('spec.approvedBy.username must be the user making the request');
+    }
   });
 });
