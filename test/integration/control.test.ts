@@ -2,6 +2,7 @@
 // MooringAgent and MooringRelease objects in the cluster, the agent honours them in converge,
 // prune and drift correction, says so in status and Events, and a running agent wakes at
 // once for a reconcile (its interval here is an hour) and forgets retry backoff.
+import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
@@ -20,6 +21,7 @@ import {
   type AgentRig,
   type TestRepo,
 } from '../rig/agent.js';
+import { mintUser } from '../rig/kube.js';
 
 let rig: AgentRig;
 let context: string;
@@ -264,5 +266,66 @@ describe('mooring reconcile', () => {
     } finally {
       expect(await agent.stop()).toBe(0);
     }
+  });
+});
+
+describe('who may suspend', () => {
+  it('is for RBAC to say: a user who may only read is refused and nothing changes; the documented operator role may', async () => {
+    const cluster = uniqueName('rbac');
+    const agentNs = `${cluster}-agent`;
+    const repo = await rig.createRepo(rig.clusterRepo(cluster, { web: {} }));
+    const run = await runOnce(rig.agentFor(cluster, repo), rig.env);
+    expect(run.code, run.log()).toBe(0);
+
+    // A reader (get, list) and an operator (get, list, patch: the role docs/operations.md shows).
+    const rbac = rig.clients.kubeConfig.makeApiClient(RbacAuthorizationV1Api);
+    const reader = `reader-${cluster}`;
+    const operator = `oncall-${cluster}`;
+    for (const [role, verbs, user] of [
+      ['mooring-reader', ['get', 'list'], reader],
+      ['mooring-operator', ['get', 'list', 'patch'], operator],
+    ] as const) {
+      await rbac.createNamespacedRole({
+        namespace: agentNs,
+        body: {
+          metadata: { name: role },
+          rules: [
+            { apiGroups: ['mooring.io'], resources: ['mooringagents', 'mooringreleases'], verbs: [...verbs] },
+          ],
+        },
+      });
+      await rbac.createNamespacedRoleBinding({
+        namespace: agentNs,
+        body: {
+          metadata: { name: role },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+          subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+        },
+      });
+    }
+    const as = async (user: string, ...args: string[]) => {
+      const kubeconfig = await mintUser(user);
+      const io = capture();
+      const ctx = loadKubeConfig({ kubeconfig }).getCurrentContext();
+      const code = await main([...args, '--context', ctx, '--kubeconfig', kubeconfig, '-n', agentNs], io);
+      return { code, out: io.text(), err: io.errors() };
+    };
+
+    const refused = await as(reader, 'suspend', '--release', 'web');
+    expect(refused.code, refused.out).toBe(5);
+    expect(refused.err).toMatch(/cannot suspend release web .*forbidden/i);
+    expect(refused.err).toContain(reader);
+    const untouched = await readObject('MooringRelease', agentNs, 'web');
+    expect(untouched.spec?.suspend).not.toBe(true);
+    expect(untouched.metadata.annotations?.['mooring.io/suspended-by']).toBeUndefined();
+    const wholeAgent = await as(reader, 'suspend');
+    expect(wholeAgent.code).toBe(5);
+    expect((await readObject('MooringAgent', agentNs, cluster)).spec?.suspend).not.toBe(true);
+
+    const allowed = await as(operator, 'suspend', '--release', 'web');
+    expect(allowed.code, allowed.err).toBe(0);
+    const suspended = await readObject('MooringRelease', agentNs, 'web');
+    expect(suspended.spec?.suspend).toBe(true);
+    expect(suspended.metadata.annotations?.['mooring.io/suspended-by']).toBe(operator);
   });
 });
