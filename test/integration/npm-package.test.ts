@@ -89,6 +89,38 @@ describe('npm pack', () => {
     for (const dev of devOnly) expect(top).not.toContain(dev);
     expect(Object.keys(pkg.dependencies).filter((d) => d.startsWith('@types/'))).toEqual([]);
   });
+
+  it('ships type declarations only because @kubernetes/client-node lists them as dependencies', async () => {
+    // client-node's .d.ts files reference them, so it keeps them in "dependencies" for its
+    // TypeScript users; npm installs them for ours, and overrides of ours cannot remove them
+    // (they apply to the root project only). Any other package bringing @types fails here.
+    const lock = JSON.parse(await readFile(join(installed, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dependencies?: Record<string, string> }>;
+    };
+    const types = Object.keys(lock.packages)
+      .filter((p) => /(^|\/)node_modules\/@types\/[^/]+$/.test(p))
+      .map((p) => p.slice(p.lastIndexOf('@types/')));
+    expect(types.length).toBeGreaterThan(0);
+    const wanting = (name: string) =>
+      Object.entries(lock.packages)
+        .filter(([, meta]) => meta.dependencies?.[name] !== undefined)
+        .map(([path]) => path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length));
+    const clientNode = lock.packages['node_modules/@kubernetes/client-node']!.dependencies!;
+    for (const name of new Set(types)) {
+      // Wanted by client-node itself, or by another declaration package it brought.
+      expect(
+        wanting(name).every((by) => by === '@kubernetes/client-node' || by.startsWith('@types/')),
+        `${name} is wanted by ${wanting(name).join(', ')}`,
+      ).toBe(true);
+      if (!wanting(name).includes('@kubernetes/client-node')) continue;
+      expect(clientNode[name], name).toBeDefined();
+    }
+    expect(
+      Object.keys(clientNode)
+        .filter((d) => d.startsWith('@types/'))
+        .sort(),
+    ).toEqual([...new Set(types)].filter((t) => clientNode[t] !== undefined).sort());
+  });
 });
 
 describe('the installed mooring', () => {
