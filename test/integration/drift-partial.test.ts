@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/output.js';
 import { loadKubeConfig } from '../../src/kube/client.js';
-import { readRelease, runOnce, startRig, uniqueName, type AgentRig } from '../rig/agent.js';
+import { readRelease, runOnce, startRig, uniqueName, waitFor, type AgentRig } from '../rig/agent.js';
 
 let rig: AgentRig;
 
@@ -88,5 +88,71 @@ describe('a drift check refused for some objects', () => {
     expect(status).toMatchObject({ state: 'ready' });
     expect(status!.reason).toBeUndefined();
     expect(status!.lastError).toBeUndefined();
+  });
+});
+
+describe('a release whose CRD was deleted', () => {
+  const cluster = uniqueName('dcrd');
+  const agentNs = `${cluster}-agent`;
+  const group = `${cluster}.mooring.test`;
+  const crdName = `widgets.${group}`;
+
+  it('is failed (DriftCheckFailed) naming the kind the API server no longer serves, not ready', async () => {
+    // The CRD comes from elsewhere (an operator's chart); the release holds a Widget of it.
+    await rig.clients.apiExtensions.createCustomResourceDefinition({
+      body: {
+        metadata: { name: crdName },
+        spec: {
+          group,
+          scope: 'Namespaced',
+          names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+          versions: [
+            {
+              name: 'v1',
+              served: true,
+              storage: true,
+              schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } },
+            },
+          ],
+        },
+      },
+    });
+    try {
+      await waitFor('the Widget CRD to be established', async () => {
+        const crd = await rig.clients.apiExtensions.readCustomResourceDefinition({ name: crdName });
+        return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+      });
+      const files = rig.clusterRepo(cluster, { web: {} });
+      files['charts/app/templates/widget.yaml'] =
+        `apiVersion: ${group}/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}-widget\nspec:\n  size: 1\n`;
+      const repo = await rig.createRepo(files);
+      const first = await runOnce(rig.agentFor(cluster, repo), rig.env);
+      expect(first.code, first.log()).toBe(0);
+
+      await rig.clients.apiExtensions.deleteCustomResourceDefinition({ name: crdName });
+      await waitFor('the Widget CRD to be gone', async () =>
+        rig.clients.apiExtensions
+          .readCustomResourceDefinition({ name: crdName })
+          .then(() => false)
+          .catch(() => true),
+      );
+      const missing = await runOnce(rig.agentFor(cluster, repo), rig.env);
+      expect(missing.code, missing.log()).toBe(1);
+      const status = await readRelease(rig.clients, agentNs, 'web');
+      expect(status).toMatchObject({ state: 'failed', reason: 'DriftCheckFailed' });
+      expect(status!.lastError).toContain(`does not serve ${group}/v1 Widget`);
+      expect(status!.drift).toMatchObject({ failed: 1 });
+      const conditions = status!.conditions as { type: string; status: string; reason: string }[];
+      expect(conditions.find((c) => c.type === 'Ready')).toMatchObject({
+        status: 'False',
+        reason: 'DriftCheckFailed',
+      });
+      expect(conditions.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True' });
+      expect(conditions.find((c) => c.type === 'Drifted')).toMatchObject({ status: 'Unknown' });
+    } finally {
+      await rig.clients.apiExtensions
+        .deleteCustomResourceDefinition({ name: crdName })
+        .catch(() => undefined);
+    }
   });
 });
