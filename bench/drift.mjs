@@ -38,6 +38,13 @@ if (!kubeconfig) {
   kubeconfig = ownPlane.kubeconfig;
 }
 const clients = createKubeClients(loadKubeConfig({ kubeconfig }));
+/** A merge patch as `kubectl edit` or `kubectl scale` sends it, under their field manager. */
+const mergePatch = async (/** @type {any} */ object, /** @type {string} */ fieldManager) =>
+  clients.rest.request('PATCH', await clients.objects.pathOf(object), {
+    body: object,
+    contentType: 'application/merge-patch+json',
+    query: { fieldManager },
+  });
 
 function manifestFor(name, namespace) {
   const labels = { app: name };
@@ -106,7 +113,11 @@ async function installRelease(i) {
       'meta.helm.sh/release-namespace': namespace,
     };
     if (ssa) await serverSideApply(clients, applied, { fieldManager: 'helm', force: true });
-    else await clients.objects.create(applied, undefined, undefined, 'helm');
+    else
+      await clients.rest.request('POST', await clients.objects.pathOf(applied, { collection: true }), {
+        body: applied,
+        query: { fieldManager: 'helm' },
+      });
   }
   const record = {
     name,
@@ -210,7 +221,7 @@ function planOf(releases, mode) {
 // agent's bookkeeping, the same for any way of finding drift: left out here.
 const drift = createDriftChecker({
   objects: clients.objects,
-  core: clients.core,
+  kube: clients.rest,
   status: { list: async () => [], update: async () => undefined },
   events: { emit: () => undefined },
   mode: 'correct',
@@ -277,43 +288,31 @@ try {
   const changed = releases.slice(0, 10);
   await pool(changed, 4, async (r) => {
     const ns = r.namespace;
-    await clients.objects.patch(
+    await mergePatch(
       {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
         metadata: { name: r.name, namespace: ns },
         spec: { replicas: 5 },
       },
-      undefined,
-      undefined,
       'kubectl-scale',
-      undefined,
-      'application/merge-patch+json',
     );
-    await clients.objects.patch(
+    await mergePatch(
       {
         apiVersion: 'v1',
         kind: 'ConfigMap',
         metadata: { name: `${r.name}-config`, namespace: ns },
         data: { level: 'debug' },
       },
-      undefined,
-      undefined,
       'kubectl-edit',
-      undefined,
-      'application/merge-patch+json',
     );
-    await clients.objects.patch(
+    await mergePatch(
       {
         apiVersion: 'v1',
         kind: 'ServiceAccount',
         metadata: { name: r.name, namespace: ns, labels: { owner: 'someone' } },
       },
-      undefined,
-      undefined,
       'kubectl-label',
-      undefined,
-      'application/merge-patch+json',
     );
     await clients.core.deleteNamespacedService({ name: r.name, namespace: ns });
   });

@@ -3,16 +3,16 @@
 // npm script that runs scripts/setup.mjs).
 import { setFlagsFromString } from 'node:v8';
 
-// Memory over speed, set before anything else is loaded: @kubernetes/client-node compiles
-// ~700 generated model classes at import, and the agent spends its life waiting on Git,
-// helm and the API server, not computing. `--optimize-for-size` makes V8 keep its heap and
-// code small; `--no-opt` and `--no-sparkplug` keep functions in bytecode instead of also
-// holding optimized or baseline machine code for them. Together they take the idle agent
-// with 50 releases from 116-157 MiB to 96-98 MiB resident (bench/agent-memory.mjs). None
-// of them is allowed in NODE_OPTIONS, and a re-exec would leave a second Node.js process
+// Memory over speed, set before anything else is loaded: the agent spends its life waiting
+// on Git, helm and the API server, not computing. `--optimize-for-size` makes V8 keep its
+// heap and code small; `--no-opt` and `--no-sparkplug` keep functions in bytecode instead of
+// also holding optimized or baseline machine code for them. With 200 releases converged the
+// idle agent is 81-82 MiB resident with them and 123-132 MiB without (bench/agent-memory.mjs,
+// interleaved rounds), even now that it no longer loads @kubernetes/client-node. None of
+// them is allowed in NODE_OPTIONS, and a re-exec would leave a second Node.js process
 // resident, hence here. Not `--lite-mode` or `--jitless`: they remove WebAssembly, which
-// Node's fetch (used by OIDC kubeconfig auth) needs. Only for the agent: the other commands
-// are short-lived and may crunch a large repository (validate, plan), where the JIT pays.
+// Node's fetch needs. Only for the agent: the other commands are short-lived and may crunch
+// a large repository (validate, plan), where the JIT pays.
 if (process.argv[2] === 'run') {
   setFlagsFromString('--optimize-for-size');
   setFlagsFromString('--no-opt');

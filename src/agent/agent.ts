@@ -15,7 +15,7 @@ import {
 import { pruneRefusal } from '../converge/prune-guard.js';
 import type { Helm } from '../converge/helm.js';
 import type { SecretMetadataLister } from '../converge/helm-storage.js';
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { RestClient } from '../kube/rest.js';
 import { loadClusterModel } from '../model/repo.js';
 import { planModel, type ClusterPlan, type PlanDeps } from '../plan/cluster-plan.js';
 
@@ -102,7 +102,7 @@ export interface AgentDeps {
   config: AgentConfig;
   source: Source;
   helm: Helm;
-  core: CoreV1Api;
+  kube: Pick<RestClient, 'request'>;
   /** Lists the labels of helm's storage Secrets (one request for the whole cluster). */
   listHelmSecrets: SecretMetadataLister;
   records: ReleaseRecords;
@@ -455,7 +455,7 @@ export class Agent {
     const { config } = this.deps;
     return {
       helm: this.deps.helm,
-      core: this.deps.core,
+      kube: this.deps.kube,
       listHelmSecrets: this.deps.listHelmSecrets,
       records: this.deps.records,
       events: this.deps.events,

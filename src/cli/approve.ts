@@ -8,7 +8,9 @@ import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
 import { createApprovalStore, type Approval } from '../gate/approvals.js';
 import { createPlanStore, planDigest, type PlanRelease, type StoredPlan } from '../gate/plans.js';
-import { apiErrorMessage, isForbidden, whoAmI, type Identity, type KubeClients } from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
+import { apiErrorMessage, isForbidden } from '../kube/errors.js';
+import { whoAmI, type Identity } from '../kube/objects.js';
 import { openKubeClients, outputOption } from './common.js';
 import { EXIT, type ExitCode } from './exit-codes.js';
 import { machine, machineFormat, paint, table, type Io, type OutputFormat } from './output.js';
@@ -56,7 +58,7 @@ export function stdinPrompt(): Prompt {
 
 export interface ApproveDeps {
   prompt?: Prompt;
-  clients?: Pick<KubeClients, 'customObjects' | 'authentication'>;
+  clients?: Pick<Kube, 'rest'>;
   /** Where `$PAGER` is read (default process.env). */
   env?: NodeJS.ProcessEnv;
   /** Runs the pager (default: the `$PAGER` command through the shell). */
@@ -79,7 +81,7 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
   // An unknown context or an unreadable kubeconfig: the cluster cannot be reached, as in plan.
   const clients = deps.clients ?? openKubeClients(opts);
   if (clients instanceof MooringError) return fail(EXIT.cluster, clients.message, clients.hint);
-  const plans = createPlanStore({ customObjects: clients.customObjects, namespace: opts.namespace });
+  const plans = createPlanStore({ client: clients.rest, namespace: opts.namespace });
   const where = `namespace ${opts.namespace} of context ${opts.context}`;
 
   let all: StoredPlan[];
@@ -193,7 +195,7 @@ export async function approve(opts: ApproveOptions, io: Io, deps: ApproveDeps = 
   let approval: Approval;
   try {
     approval = await createApprovalStore({
-      customObjects: clients.customObjects,
+      client: clients.rest,
       namespace: opts.namespace,
     }).create({
       cluster: plan.status.cluster,

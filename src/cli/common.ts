@@ -12,7 +12,7 @@ import { secretDigestKey } from '../secrets/hash.js';
 import { loadAgeKeys } from '../resolve/age-key.js';
 import { decryptSops } from '../resolve/sops.js';
 import { MooringError } from '../errors.js';
-import { createKubeClients, loadKubeConfig, type KubeClients } from '../kube/client.js';
+import { connect, type Kube } from '../kube/connect.js';
 import { Option } from 'commander';
 import type { OutputFormat } from './output.js';
 
@@ -86,14 +86,12 @@ export function helmFromEnv(
  * kubeconfig does not have, or a kubeconfig that cannot be read, comes back as the error to
  * report: the cluster cannot be reached (exit 5). Anything else is a bug and is thrown.
  */
-export function openKubeClients(opts: { context?: string; kubeconfig?: string }): KubeClients | MooringError {
+export function openKubeClients(opts: { context?: string; kubeconfig?: string }): Kube | MooringError {
   try {
-    return createKubeClients(
-      loadKubeConfig({
-        ...(opts.context !== undefined ? { context: opts.context } : {}),
-        ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
-      }),
-    );
+    return connect({
+      ...(opts.context !== undefined ? { context: opts.context } : {}),
+      ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    });
   } catch (err) {
     if (err instanceof MooringError) return err;
     throw err;

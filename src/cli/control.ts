@@ -4,10 +4,13 @@
 // MooringRelease: `spec.suspend` for a suspension, the reconcile annotation for "a pass now,
 // forgetting retry backoff". The agent watches both and acts at once; reconcile waits until
 // it has (Flux's `flux reconcile` does the same).
-import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isNotFound, whoAmI, type KubeClients } from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
+import { customResources } from '../kube/custom.js';
+import { apiErrorMessage, isNotFound } from '../kube/errors.js';
+import { whoAmI } from '../kube/objects.js';
+import type { RestClient } from '../kube/rest.js';
 import { parseDuration } from '../model/schema.js';
 import type { AgentObject } from '../observe/agent-object.js';
 import { MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
@@ -36,7 +39,7 @@ export interface ControlOptions {
 }
 
 export interface ControlDeps {
-  clients?: Pick<KubeClients, 'customObjects' | 'authentication'>;
+  clients?: Pick<Kube, 'rest'>;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -89,7 +92,7 @@ export async function control(
 
   let agent: ControlledObject;
   try {
-    agent = await findAgent(clients.customObjects, opts);
+    agent = await findAgent(clients.rest, opts);
   } catch (err) {
     if (err instanceof MooringError)
       return fail(err.context.field ? EXIT.usage : EXIT.failed, err.message, err.hint);
@@ -102,20 +105,16 @@ export async function control(
     opts.release === undefined
       ? `the agent of cluster ${cluster}`
       : `release ${opts.release} of cluster ${cluster}`;
-  const ref = {
+  const objects = customResources(clients.rest, {
     group: MOORING_GROUP,
     version: MOORING_VERSION,
     plural: kind.plural,
     namespace: opts.namespace,
-    name,
-  };
+  });
 
   let target: ControlledObject;
   try {
-    target =
-      opts.release === undefined
-        ? agent
-        : ((await clients.customObjects.getNamespacedCustomObject(ref)) as ControlledObject);
+    target = opts.release === undefined ? agent : await objects.get<ControlledObject>(name);
   } catch (err) {
     if (isNotFound(err)) {
       return fail(
@@ -168,10 +167,7 @@ export async function control(
     patch = { metadata: { annotations: { [RECONCILE_ANNOTATION]: at } } };
   }
   try {
-    await clients.customObjects.patchNamespacedCustomObject(
-      { ...ref, body: patch },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    await objects.patch(name, patch);
   } catch (err) {
     return fail(EXIT.cluster, `cannot ${action} ${what} in ${where}: ${apiErrorMessage(err)}`);
   }
@@ -192,7 +188,7 @@ export async function control(
     while (now() < deadline) {
       await sleep(500);
       try {
-        seen = (await clients.customObjects.getNamespacedCustomObject(ref)) as ControlledObject;
+        seen = await objects.get<ControlledObject>(name);
       } catch {
         continue;
       }
@@ -233,13 +229,16 @@ export async function control(
 }
 
 /** The MooringAgent of `opts.cluster`, or the only one in the namespace. */
-async function findAgent(customObjects: CustomObjectsApi, opts: ControlOptions): Promise<ControlledObject> {
-  const list = (await customObjects.listNamespacedCustomObject({
+async function findAgent(
+  client: Pick<RestClient, 'request'>,
+  opts: ControlOptions,
+): Promise<ControlledObject> {
+  const list = await customResources(client, {
     group: MOORING_GROUP,
     version: MOORING_VERSION,
     plural: MOORING_KINDS.MooringAgent.plural,
     namespace: opts.namespace,
-  })) as { items?: ControlledObject[] };
+  }).list<ControlledObject>();
   const agents = list.items ?? [];
   const where = `namespace ${opts.namespace} of context ${opts.context}`;
   if (opts.cluster !== undefined) {

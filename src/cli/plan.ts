@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { describeError } from '../errors.js';
 import { liveDiff, type LiveDiff } from '../gate/live-cluster.js';
-import { createKubeClients, loadKubeConfig } from '../kube/client.js';
+import { connect } from '../kube/connect.js';
 import { planCluster, type ClusterPlan, type PlannedRelease } from '../plan/cluster-plan.js';
 import { parseCrds } from '../converge/crds.js';
 import { printReleaseChanges } from './approve.js';
@@ -102,16 +102,16 @@ async function diffAgainstLive(
   rawManifests: Map<string, RawRender>,
   digestKey: Buffer,
 ): Promise<LiveDiff> {
-  const kubeConfig = loadKubeConfig({
+  const kube = connect({
     ...(opts.context ? { context: opts.context } : {}),
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
   });
   return liveDiff(plan, {
-    clients: createKubeClients(kubeConfig),
+    clients: kube,
     namespace: opts.namespace ?? 'mooring-system',
     digestKey,
     ...(opts.render ? { rawManifests } : {}),
-    where: `context ${kubeConfig.getCurrentContext()}`,
+    where: `context ${kube.context}`,
   });
 }
 

@@ -15,14 +15,8 @@ import { ensureApprovalPolicy } from '../gate/policy.js';
 import { createHelm, findLeash, LEASH_BINARY } from '../converge/helm.js';
 import { secretMetadataLister } from '../converge/helm-storage.js';
 import { describeError, MooringError } from '../errors.js';
-import {
-  apiErrorMessage,
-  createKubeClients,
-  isAlreadyExists,
-  isNotFound,
-  loadKubeConfig,
-  type KubeClients,
-} from '../kube/client.js';
+import { connect, type Kube } from '../kube/connect.js';
+import { apiErrorMessage, isAlreadyExists, isNotFound } from '../kube/errors.js';
 import { createLeaderElector, type LeaderElector } from '../kube/lease.js';
 import { watchCollection } from '../kube/watch.js';
 import {
@@ -82,15 +76,14 @@ export async function buildAgent(
   });
   // As sops does, decrypt with the keys that loaded; say which sources did not.
   for (const problem of keys.problems) log.warn({ problem }, 'an age key source could not be loaded');
-  // The KUBECONFIG of `env` (not of this process): loadKubeConfig's fallback reads process.env.
+  // The KUBECONFIG of `env` (not of this process).
   // Like helm below, the first file of a KUBECONFIG list is the one used.
   const kubeconfigFile = env.KUBECONFIG ? env.KUBECONFIG.split(':')[0] : undefined;
-  const kubeConfig = loadKubeConfig({
+  const clients: Kube = connect({
     ...(kubeconfigFile ? { kubeconfig: kubeconfigFile } : {}),
     ...(config.context ? { context: config.context } : {}),
     env,
   });
-  const clients: KubeClients = createKubeClients(kubeConfig);
   await ensureNamespace(clients, config.namespace, log);
   await ensureCrds(clients);
 
@@ -168,13 +161,12 @@ export async function buildAgent(
   };
   const status = createStatusStore({
     watched: watched.releases,
-    customObjects: clients.customObjects,
+    client: clients.rest,
     namespace: config.namespace,
     cluster: config.cluster,
   });
   const recorder = createEventRecorder({
-    core: clients.core,
-    customObjects: clients.customObjects,
+    client: clients.rest,
     releaseUid: (release) => status.uid(release),
     namespace: config.namespace,
     instance: config.identity,
@@ -257,7 +249,7 @@ export async function buildAgent(
     config,
     source,
     helm,
-    core: clients.core,
+    kube: clients.rest,
     listHelmSecrets: secretMetadataLister(clients.objects),
     crdApi: clients.objects,
     records,
@@ -273,7 +265,7 @@ export async function buildAgent(
     controls,
     drift: createDriftChecker({
       objects: clients.objects,
-      core: clients.core,
+      kube: clients.rest,
       status,
       events,
       metrics,
@@ -290,14 +282,18 @@ export async function buildAgent(
 }
 
 /** The agent's own namespace: the chart creates it; a bare `mooring run` creates it too. */
-async function ensureNamespace(clients: KubeClients, namespace: string, log: Logger): Promise<void> {
+async function ensureNamespace(clients: Kube, namespace: string, log: Logger): Promise<void> {
   try {
-    await clients.core.readNamespace({ name: namespace });
+    await clients.rest.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}`);
   } catch (err) {
     if (!isNotFound(err)) throw err;
     try {
-      await clients.core.createNamespace({
-        body: { metadata: { name: namespace, labels: { 'app.kubernetes.io/managed-by': 'mooring' } } },
+      await clients.rest.request('POST', '/api/v1/namespaces', {
+        body: {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: namespace, labels: { 'app.kubernetes.io/managed-by': 'mooring' } },
+        },
       });
       log.info({ namespace }, 'created the agent namespace');
     } catch (createErr) {
@@ -396,7 +392,7 @@ export async function runAgent(
   const leaseLog = log.child({ component: 'lease' });
   const elector = config.leaderElection
     ? createLeaderElector({
-        coordination: clients.coordination,
+        client: clients.rest,
         namespace: config.namespace,
         name: leaseName(config),
         identity: config.identity,
@@ -550,7 +546,7 @@ const API_PROBE_TIMEOUT_MS = 3000;
  * Whether the API server answers: one cheap request (the agent's namespace), shared by
  * probes that arrive together and reused for a second, so a busy kubelet costs little.
  */
-function apiProbe(clients: KubeClients, namespace: string): () => Promise<string | undefined> {
+function apiProbe(clients: Kube, namespace: string): () => Promise<string | undefined> {
   let last: { at: number; problem: string | undefined } | undefined;
   let inFlight: Promise<string | undefined> | undefined;
   const probe = async (): Promise<string | undefined> => {
@@ -561,7 +557,7 @@ function apiProbe(clients: KubeClients, namespace: string): () => Promise<string
         API_PROBE_TIMEOUT_MS,
       );
     });
-    const answer = clients.core.readNamespace({ name: namespace }).then(
+    const answer = clients.rest.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}`).then(
       () => undefined,
       (err: unknown) =>
         // Any HTTP answer means the server is there; only a failure to talk to it counts.

@@ -3,9 +3,11 @@
 // Clusters are asked in parallel, each with its own time limit, so one cluster that does not
 // answer is shown as unreachable and hides none of the others.
 import type { Command } from 'commander';
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { describeError, MooringError } from '../errors.js';
-import { apiErrorMessage, apiStatusCode, loadKubeConfig } from '../kube/client.js';
+import { connect } from '../kube/connect.js';
+import { apiErrorMessage, apiStatusCode } from '../kube/errors.js';
+import { loadKubeTarget } from '../kube/kubeconfig.js';
+import type { RestClient } from '../kube/rest.js';
 import { parseDuration } from '../model/schema.js';
 import { MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
 import { readReleaseStatuses, type ReleaseStatusRecord } from '../observe/status.js';
@@ -75,7 +77,10 @@ export interface ClusterStatus {
 export interface StatusDeps {
   env?: NodeJS.ProcessEnv;
   /** Builds the client for a context (tests may substitute it). */
-  customObjectsFor?: (kubeConfig: KubeConfig, signal: AbortSignal) => CustomObjectsApi;
+  clientFor?: (
+    context: string,
+    signal: AbortSignal,
+  ) => { client: Pick<RestClient, 'request'>; server: string };
 }
 
 /** The contexts to ask: the ones named, all of the kubeconfig's, or the current one. */
@@ -87,14 +92,14 @@ export function contextsToAsk(
     throw new MooringError('use either --context or --all-contexts, not both', { field: '--all-contexts' });
   }
   if (opts.context.length > 0) return [...new Set(opts.context)];
-  const kc = loadKubeConfig({ env });
+  const target = loadKubeTarget({ env });
   if (opts.allContexts) {
-    const names = kc.getContexts().map((c) => c.name);
+    const names = target.contexts;
     if (names.length === 0)
       throw new MooringError('the kubeconfig defines no contexts', { field: '--all-contexts' });
     return names;
   }
-  return [kc.getCurrentContext()];
+  return [target.context];
 }
 
 /** Reads every cluster's status; never throws for one cluster's failure. */
@@ -123,12 +128,12 @@ async function clusterStatus(
 ): Promise<ClusterStatus> {
   const signal = AbortSignal.timeout(timeoutSeconds * 1000);
   const base = { context, cluster: context, releases: [], pendingPlans: [] };
-  let customObjects: CustomObjectsApi;
+  let customObjects: Pick<RestClient, 'request'>;
   let server = '';
   try {
-    const kc = loadKubeConfig({ env, ...(context === '' ? {} : { context }) });
-    server = kc.getCurrentCluster()?.server ?? '';
-    customObjects = (deps.customObjectsFor ?? abortableCustomObjects)(kc, signal);
+    const made = (deps.clientFor ?? ((c, s) => abortableClient(env, c, s)))(context, signal);
+    server = made.server;
+    customObjects = made.client;
   } catch (err) {
     return { ...base, reach: 'error', error: describeError(err) };
   }
@@ -170,29 +175,17 @@ function networkError(server: string, err: unknown): string {
   return server ? `${server}: ${reason}` : reason;
 }
 
-/** A CustomObjectsApi whose every request is cancelled when `signal` aborts. */
-export function abortableCustomObjects(kubeConfig: KubeConfig, signal: AbortSignal): CustomObjectsApi {
-  const api = kubeConfig.makeApiClient(CustomObjectsApi);
-  // The object API runs "observable" middleware: hooks that return something with toPromise().
-  const middleware = {
-    pre: (request: { setSignal(s: AbortSignal): void }) => {
-      request.setSignal(signal);
-      return { toPromise: () => Promise.resolve(request) };
-    },
-    post: (response: unknown) => ({ toPromise: () => Promise.resolve(response) }),
+/** The client of one context, whose every request is cancelled when `signal` aborts. */
+function abortableClient(
+  env: NodeJS.ProcessEnv,
+  context: string,
+  signal: AbortSignal,
+): { client: Pick<RestClient, 'request'>; server: string } {
+  const { rest } = connect({ env, ...(context === '' ? {} : { context }) });
+  return {
+    server: rest.server,
+    client: { request: (method, path, init = {}) => rest.request(method, path, { ...init, signal }) },
   };
-  return new Proxy(api, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (typeof value !== 'function') return value;
-      return (param: unknown, options?: { middleware?: unknown[] }) =>
-        (value as (p: unknown, o: unknown) => unknown).call(target, param, {
-          ...options,
-          middleware: [...(options?.middleware ?? []), middleware],
-          middlewareMergeStrategy: 'append',
-        });
-    },
-  });
 }
 
 interface RawPlan {
@@ -211,15 +204,17 @@ interface RawPlan {
 }
 
 /** MooringPlans in phase `pending`; a cluster without the MooringPlan kind has none. */
-async function readPendingPlans(customObjects: CustomObjectsApi, namespace?: string): Promise<PendingPlan[]> {
-  const common = { group: MOORING_GROUP, version: MOORING_VERSION, plural: MOORING_KINDS.MooringPlan.plural };
+async function readPendingPlans(
+  client: Pick<RestClient, 'request'>,
+  namespace?: string,
+): Promise<PendingPlan[]> {
+  const scope = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
   let list: { items?: RawPlan[] };
   try {
-    list = (
-      namespace === undefined
-        ? await customObjects.listClusterCustomObject(common)
-        : await customObjects.listNamespacedCustomObject({ ...common, namespace })
-    ) as { items?: RawPlan[] };
+    list = await client.request<{ items?: RawPlan[] }>(
+      'GET',
+      `/apis/${MOORING_GROUP}/${MOORING_VERSION}${scope}/${MOORING_KINDS.MooringPlan.plural}`,
+    );
   } catch (err) {
     if (apiStatusCode(err) === 404) return [];
     throw new MooringError(`cannot list MooringPlans: ${apiErrorMessage(err)}`, {}, { cause: err });

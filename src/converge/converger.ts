@@ -2,7 +2,7 @@
 // mooring's record), pick the next action (decide.ts), carry it out, and report it. Releases
 // run in dependsOn order, independent ones in parallel, bounded. A release that fails keeps
 // its last good revision (helm rolls back) and does not stop the others.
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { RestClient } from '../kube/rest.js';
 import { MooringError, describeError } from '../errors.js';
 import type { PlannedRelease } from '../plan/cluster-plan.js';
 import { chartSource } from '../plan/cluster-plan.js';
@@ -74,7 +74,8 @@ export interface EventSink {
 
 export interface ConvergeDeps {
   helm: Helm;
-  core: CoreV1Api;
+  /** helm's storage, read and (recovery) edited directly. */
+  kube: Pick<RestClient, 'request'>;
   /** The labels of helm's storage Secrets, read once per pass for every release. */
   listHelmSecrets: SecretMetadataLister;
   records: ReleaseRecords;
@@ -302,7 +303,7 @@ async function convergeRelease(
       const notLeader = deps.mayRunHelm?.();
       if (notLeader !== undefined) return { name, action: 'blocked', state: 'waiting', error: notLeader };
       // The release data is needed to rewrite it: read this release's Secrets in full.
-      const latest = (await listRevisions(deps.core, release.namespace, name)).at(-1);
+      const latest = (await listRevisions(deps.kube, release.namespace, name)).at(-1);
       const indexed = stored[stored.length - 1]!;
       if (latest?.revision !== indexed.revision || latest.status !== indexed.status) {
         // helm's storage moved since the pass read its index (the helm process finished after
@@ -311,7 +312,7 @@ async function convergeRelease(
         return { name, action: 'blocked', state: 'waiting', error, retryAt: deps.now() };
       }
       await unlockPending(
-        deps.core,
+        deps.kube,
         latest,
         `mooring: ${action.from} interrupted (agent restarted); marked failed to recover`,
       );
@@ -544,7 +545,7 @@ async function recordUpgrade(
   const { error } = upgraded;
   const failures = (record?.failedDigest === digest ? (record.failures ?? 0) : 0) + 1;
   const before = observe(stored);
-  const after = observe(await listRevisions(deps.core, release.namespace, name));
+  const after = observe(await listRevisions(deps.kube, release.namespace, name));
   const rolledBack = after?.status === 'deployed' && before !== undefined && after.revision > before.revision;
   await deps.records.update(name, {
     ...base,

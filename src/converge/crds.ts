@@ -8,7 +8,8 @@
 // helm always runs with --skip-crds, so one place decides. A CRD is applied server-side as
 // its own field manager, with force (Git is the authority), and mooring waits until the API
 // server serves it (Established) before helm renders custom resources of it.
-import { apiErrorMessage, type AnyObject } from '../kube/client.js';
+import { apiErrorMessage } from '../kube/errors.js';
+import type { AnyObject } from '../kube/objects.js';
 import { MooringError } from '../errors.js';
 import type { CrdFile } from '../charts/chart-tree.js';
 import type { CrdPolicy } from '../model/releases.js';

@@ -4,8 +4,9 @@
 // its `release` field is base64(gzip(JSON of the release)). A converge pass reads only those
 // labels, for every release at once (`readStorageIndex`); the release data is read for the
 // few releases that need it (recovery, drift, plans).
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
-import { isForbidden, type RawObjectApi } from '../kube/client.js';
+import { isForbidden } from '../kube/errors.js';
+import type { ObjectApi } from '../kube/objects.js';
+import type { RestClient } from '../kube/rest.js';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { HelmObservation } from './decide.js';
 import { PENDING_STATES, type HelmReleaseStatus } from './helm.js';
@@ -15,8 +16,28 @@ export interface StoredRevision {
   name: string;
   revision: number;
   status: HelmReleaseStatus;
-  secret: V1Secret;
+  secret: StorageSecret;
 }
+
+/** A Secret as the API server sends it (data base64-encoded). */
+export interface StorageSecret {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    resourceVersion?: string;
+    creationTimestamp?: string;
+  };
+  type?: string;
+  data?: Record<string, string>;
+}
+
+/** The path of a namespace's Secrets. */
+export const secretsPath = (namespace: string) =>
+  `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
 
 /** The label helm puts on every storage Secret. */
 const HELM_SELECTOR = 'owner=helm';
@@ -27,15 +48,14 @@ export function storageSecretName(release: string, revision: number): string {
 
 /** Every revision helm stored for a release, oldest first. */
 export async function listRevisions(
-  core: CoreV1Api,
+  client: Pick<RestClient, 'request'>,
   namespace: string,
   release: string,
 ): Promise<StoredRevision[]> {
-  const list = await core.listNamespacedSecret({
-    namespace,
-    labelSelector: `${HELM_SELECTOR},name=${release}`,
+  const list = await client.request<{ items?: StorageSecret[] }>('GET', secretsPath(namespace), {
+    query: { labelSelector: `${HELM_SELECTOR},name=${release}` },
   });
-  return list.items
+  return (list.items ?? [])
     .map((secret) => ({
       name: release,
       revision: Number(secret.metadata?.labels?.version ?? 0),
@@ -68,7 +88,7 @@ export interface ObjectMetadata {
 
 /**
  * Lists the metadata of the Secrets matching `labelSelector`, in `namespace`, or in every
- * namespace when it is undefined (`RawObjectApi.listMetadata` does it with one request per page).
+ * namespace when it is undefined (`ObjectApi.listMetadata` does it with one request per page).
  */
 export type SecretMetadataLister = (
   namespace: string | undefined,
@@ -76,7 +96,7 @@ export type SecretMetadataLister = (
 ) => Promise<ObjectMetadata[]>;
 
 /** The lister of a Kubernetes client: metadata-only LISTs of Secrets. */
-export function secretMetadataLister(objects: Pick<RawObjectApi, 'listMetadata'>): SecretMetadataLister {
+export function secretMetadataLister(objects: Pick<ObjectApi, 'listMetadata'>): SecretMetadataLister {
   return (namespace, labelSelector) =>
     objects.listMetadata('secrets', { ...(namespace === undefined ? {} : { namespace }), labelSelector });
 }
@@ -174,7 +194,7 @@ export function observe(
 }
 
 /** The release record (JSON) held in a storage Secret. Holds values: never log it. */
-export function decodeRelease(secret: V1Secret): Record<string, unknown> {
+export function decodeRelease(secret: StorageSecret): Record<string, unknown> {
   const field = secret.data?.release;
   if (!field) throw new Error(`helm storage secret ${secret.metadata?.name} has no release field`);
   const helmEncoded = Buffer.from(field, 'base64').toString('utf8');
@@ -195,7 +215,11 @@ export function encodeRelease(release: Record<string, unknown>): string {
  * safe when no helm process works on the release: the agent holds the leader lease and
  * runs none. The same rule Flux applies to stale pending releases.
  */
-export async function unlockPending(core: CoreV1Api, stored: StoredRevision, reason: string): Promise<void> {
+export async function unlockPending(
+  client: Pick<RestClient, 'request'>,
+  stored: StoredRevision,
+  reason: string,
+): Promise<void> {
   const secret = stored.secret;
   const namespace = secret.metadata!.namespace!;
   const release = decodeRelease(secret);
@@ -203,9 +227,7 @@ export async function unlockPending(core: CoreV1Api, stored: StoredRevision, rea
   info.status = 'failed';
   info.description = reason;
   release.info = info;
-  await core.replaceNamespacedSecret({
-    name: secret.metadata!.name!,
-    namespace,
+  await client.request('PUT', `${secretsPath(namespace)}/${encodeURIComponent(secret.metadata!.name!)}`, {
     body: {
       ...secret,
       metadata: { ...secret.metadata, labels: { ...secret.metadata?.labels, status: 'failed' } },

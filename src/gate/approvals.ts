@@ -3,9 +3,10 @@
 // who may, and the ValidatingAdmissionPolicy (policy.ts) makes sure the recorded approver is
 // the user who made the request. The agent reads them and records their use in the status
 // subresource, so that an approval is used at most once.
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { customResources } from '../kube/custom.js';
+import type { RestClient } from '../kube/rest.js';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isConflict, isNotFound } from '../kube/errors.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
 
 export interface Approver {
@@ -79,20 +80,20 @@ export interface ApprovalStore {
 const MESSAGE_LIMIT = 1024;
 
 export function createApprovalStore(options: {
-  customObjects: CustomObjectsApi;
+  client: Pick<RestClient, 'request'>;
   namespace: string;
 }): ApprovalStore {
-  const { customObjects, namespace } = options;
-  const ref = {
+  const { namespace } = options;
+  const approvals = customResources(options.client, {
     group: MOORING_GROUP,
     version: MOORING_VERSION,
     plural: MOORING_KINDS.Approval.plural,
     namespace,
-  };
+  });
 
   async function read(name: string): Promise<RawApproval | undefined> {
     try {
-      return (await customObjects.getNamespacedCustomObject({ ...ref, name })) as RawApproval;
+      return await approvals.get<RawApproval>(name);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw apiError(`cannot read Approval ${namespace}/${name}`, err);
@@ -100,18 +101,17 @@ export function createApprovalStore(options: {
   }
 
   async function writeStatus(raw: RawApproval, status: ApprovalStatus): Promise<RawApproval> {
-    return (await customObjects.replaceNamespacedCustomObjectStatus({
-      ...ref,
-      name: raw.metadata.name,
-      body: { ...raw, status: { ...(raw.status ?? {}), ...limitMessage(status) } },
-    })) as RawApproval;
+    return approvals.replaceStatus<RawApproval>(raw.metadata.name, {
+      ...raw,
+      status: { ...(raw.status ?? {}), ...limitMessage(status) },
+    });
   }
 
   return {
     async list(cluster) {
       let list: { items?: RawApproval[] };
       try {
-        list = (await customObjects.listNamespacedCustomObject(ref)) as { items?: RawApproval[] };
+        list = await approvals.list<RawApproval>();
       } catch (err) {
         throw apiError(`cannot list Approvals in namespace ${namespace}`, err);
       }
@@ -166,7 +166,7 @@ export function createApprovalStore(options: {
         },
         spec,
       };
-      return toApproval((await customObjects.createNamespacedCustomObject({ ...ref, body })) as RawApproval);
+      return toApproval(await approvals.create<RawApproval>(body));
     },
   };
 }

@@ -20,7 +20,7 @@ import type { Gate, Snapshot } from '../agent/agent.js';
 import type { ChartSource, ServerRender } from '../converge/helm.js';
 import { redactSecrets } from '../secrets/redact.js';
 import type { ConvergeResult, RecordPatch, ReleaseRecord } from '../converge/converger.js';
-import type { KubeClients } from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
 import type { ObjectRef } from '../observe/events.js';
 import { MOORING_API_VERSION, MOORING_KINDS } from '../observe/crds.js';
 import { chartSource, type ClusterPlan } from '../plan/cluster-plan.js';
@@ -74,7 +74,7 @@ export interface GateDeps {
   /** Seals the MooringPlans the agent publishes (seal.ts); default: loaded from its Secret. */
   planKey?: Buffer;
   /** Kubernetes clients; the stores and live source below default to ones built from them. */
-  clients?: Pick<KubeClients, 'core' | 'customObjects' | 'objects'>;
+  clients?: Kube;
   approvals?: ApprovalStore;
   plans?: PlanStore;
   live?: LiveSource;
@@ -102,9 +102,8 @@ export function createGate(deps: GateDeps): Gate {
     if (!deps.clients) throw new Error('createGate needs clients, or approvals, plans and live');
     return deps.clients;
   };
-  const approvals =
-    deps.approvals ?? createApprovalStore({ customObjects: needClients().customObjects, namespace });
-  const plans = deps.plans ?? createPlanStore({ customObjects: needClients().customObjects, namespace });
+  const approvals = deps.approvals ?? createApprovalStore({ client: needClients().rest, namespace });
+  const plans = deps.plans ?? createPlanStore({ client: needClients().rest, namespace });
   const now = deps.now ?? Date.now;
   const iso = () => new Date(now()).toISOString();
   // The approval being applied: its checkout is kept on disk until the outcome is recorded.
@@ -114,7 +113,7 @@ export function createGate(deps: GateDeps): Gate {
   let planKeyLoading: Promise<Buffer> | undefined;
   const planKey = (): Promise<Buffer> => {
     if (deps.planKey) return Promise.resolve(deps.planKey);
-    planKeyLoading ??= loadPlanKey(needClients().core, namespace).catch((err: unknown) => {
+    planKeyLoading ??= loadPlanKey(needClients().rest, namespace).catch((err: unknown) => {
       planKeyLoading = undefined; // try again next pass
       throw err;
     });

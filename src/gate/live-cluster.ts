@@ -6,13 +6,9 @@
 import { describeError, MooringError } from '../errors.js';
 import { isPlainMap } from '../model/schema.js';
 import { decodeRelease, listRevisions, observe } from '../converge/helm-storage.js';
-import {
-  apiErrorMessage,
-  isNotFound,
-  serverSideApply,
-  type AnyObject,
-  type KubeClients,
-} from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
+import { apiErrorMessage, isNotFound } from '../kube/errors.js';
+import { serverSideApply, type AnyObject } from '../kube/objects.js';
 import { createStatusStore } from '../observe/status.js';
 import { createPlanStore } from './plans.js';
 import type { ClusterPlan } from '../plan/cluster-plan.js';
@@ -29,13 +25,13 @@ import {
 /** Helm v4 applies server-side under this field manager. */
 export const HELM_FIELD_MANAGER = 'helm';
 
-export function createLiveCluster(clients: Pick<KubeClients, 'core' | 'objects'>): LiveSource {
+export function createLiveCluster(clients: Kube): LiveSource {
   // Namespaces seen to exist (or not) during this source's life: one plan's worth.
   const namespaces = new Map<string, Promise<boolean>>();
   const namespaceExists = (name: string): Promise<boolean> => {
     let known = namespaces.get(name);
     if (!known) {
-      known = clients.core.readNamespace({ name }).then(
+      known = clients.rest.request('GET', `/api/v1/namespaces/${encodeURIComponent(name)}`).then(
         () => true,
         (err: unknown) => {
           if (isNotFound(err)) return false;
@@ -49,7 +45,7 @@ export function createLiveCluster(clients: Pick<KubeClients, 'core' | 'objects'>
 
   return {
     async helm(namespace, release) {
-      const revisions = await listRevisions(clients.core, namespace, release);
+      const revisions = await listRevisions(clients.rest, namespace, release);
       const observation = observe(revisions);
       return {
         ...(observation ? { observation } : {}),
@@ -114,7 +110,7 @@ export interface LiveDiff {
 export async function liveDiff(
   plan: ClusterPlan,
   options: {
-    clients: Pick<KubeClients, 'core' | 'objects' | 'customObjects'>;
+    clients: Kube;
     namespace: string;
     digestKey: Buffer;
     /** Raw renders by release name, or why one failed; without them there is no manifest diff. */
@@ -128,7 +124,7 @@ export async function liveDiff(
   let records: RecordedRelease[] = [];
   try {
     records = await createStatusStore({
-      customObjects: clients.customObjects,
+      client: clients.rest,
       namespace,
       cluster: plan.cluster.name,
     }).list();
@@ -140,7 +136,7 @@ export async function liveDiff(
   }
   // Secret paths the agent's plans recorded: deployed values that were secret stay masked.
   const knownSecretPaths = new Map<string, string[][]>();
-  const stored = await createPlanStore({ customObjects: clients.customObjects, namespace })
+  const stored = await createPlanStore({ client: clients.rest, namespace })
     .list(plan.cluster.name)
     .catch(() => []);
   for (const r of stored.flatMap((p) => p.status.releases)) {

@@ -3,9 +3,10 @@
 // (cluster, revision) in the agent's namespace. Only the agent writes them; the status holds
 // actions, digests and diffs whose secret values are masked, and the PATHS of secret values
 // (never the values) so that later diffs keep masking a value that moved out of a SOPS file.
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { customResources } from '../kube/custom.js';
+import type { RestClient } from '../kube/rest.js';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isAlreadyExists, isConflict, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isAlreadyExists, isConflict, isNotFound } from '../kube/errors.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from '../observe/crds.js';
 import { canonicalJson, sha256 } from '../plan/digest.js';
 import { withTransitions, type Condition, type ConditionWithoutTime } from '../observe/status.js';
@@ -169,22 +170,22 @@ function cut(text: string, limit: number): { text: string; cut: boolean } {
 }
 
 export function createPlanStore(options: {
-  customObjects: CustomObjectsApi;
+  client: Pick<RestClient, 'request'>;
   namespace: string;
   now?: () => number;
 }): PlanStore {
-  const { customObjects, namespace } = options;
+  const { namespace } = options;
   const now = options.now ?? Date.now;
-  const ref = {
+  const plans = customResources(options.client, {
     group: MOORING_GROUP,
     version: MOORING_VERSION,
     plural: MOORING_KINDS.MooringPlan.plural,
     namespace,
-  };
+  });
 
   async function read(name: string): Promise<RawPlan | undefined> {
     try {
-      return (await customObjects.getNamespacedCustomObject({ ...ref, name })) as RawPlan;
+      return await plans.get<RawPlan>(name);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw apiError(`cannot read MooringPlan ${namespace}/${name}`, err);
@@ -195,19 +196,16 @@ export function createPlanStore(options: {
     const existing = await read(name);
     if (existing) return existing;
     try {
-      return (await customObjects.createNamespacedCustomObject({
-        ...ref,
-        body: {
-          apiVersion: MOORING_API_VERSION,
-          kind: MOORING_KINDS.MooringPlan.kind,
-          metadata: {
-            name,
-            namespace,
-            labels: { 'app.kubernetes.io/managed-by': 'mooring', [CLUSTER_LABEL]: cluster },
-          },
-          spec: {},
+      return await plans.create<RawPlan>({
+        apiVersion: MOORING_API_VERSION,
+        kind: MOORING_KINDS.MooringPlan.kind,
+        metadata: {
+          name,
+          namespace,
+          labels: { 'app.kubernetes.io/managed-by': 'mooring', [CLUSTER_LABEL]: cluster },
         },
-      })) as RawPlan;
+        spec: {},
+      });
     } catch (err) {
       if (isAlreadyExists(err)) {
         const raced = await read(name);
@@ -234,11 +232,7 @@ export function createPlanStore(options: {
         now(),
       );
       try {
-        return (await customObjects.replaceNamespacedCustomObjectStatus({
-          ...ref,
-          name,
-          body: { ...raw, status },
-        })) as RawPlan;
+        return await plans.replaceStatus<RawPlan>(name, { ...raw, status });
       } catch (err) {
         if (isConflict(err)) continue;
         if (isNotFound(err) && cluster === undefined) return undefined;
@@ -258,10 +252,9 @@ export function createPlanStore(options: {
     async list(cluster) {
       let list: { items?: RawPlan[] };
       try {
-        list = (await customObjects.listNamespacedCustomObject({
-          ...ref,
-          ...(cluster === undefined ? {} : { labelSelector: `${CLUSTER_LABEL}=${cluster}` }),
-        })) as { items?: RawPlan[] };
+        list = await plans.list<RawPlan>(
+          cluster === undefined ? {} : { labelSelector: `${CLUSTER_LABEL}=${cluster}` },
+        );
       } catch (err) {
         throw apiError(`cannot list MooringPlans in namespace ${namespace}`, err);
       }
@@ -290,7 +283,7 @@ export function createPlanStore(options: {
 
     async remove(name) {
       try {
-        await customObjects.deleteNamespacedCustomObject({ ...ref, name });
+        await plans.delete(name);
       } catch (err) {
         if (!isNotFound(err)) throw apiError(`cannot delete MooringPlan ${namespace}/${name}`, err);
       }

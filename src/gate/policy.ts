@@ -11,13 +11,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { MooringError } from '../errors.js';
-import {
-  apiErrorMessage,
-  isForbidden,
-  serverSideApply,
-  type AnyObject,
-  type KubeClients,
-} from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
+import { apiErrorMessage, isForbidden } from '../kube/errors.js';
+import { serverSideApply, type AnyObject } from '../kube/objects.js';
 
 /** src/gate and dist/gate are both two levels below the package root. */
 export const APPROVAL_POLICY_FILE = fileURLToPath(
@@ -76,7 +72,7 @@ export interface EnsurePolicyResult {
  * the agent carries on.
  */
 export async function ensureApprovalPolicy(
-  clients: Pick<KubeClients, 'objects'>,
+  clients: Pick<Kube, 'objects'>,
   options: { namespace: string; objects?: AnyObject[]; fieldManager?: string },
 ): Promise<EnsurePolicyResult> {
   const result: EnsurePolicyResult = { applied: [], alreadyPresent: [], unverified: [] };

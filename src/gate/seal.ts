@@ -6,10 +6,10 @@
 // keyed with a random key only the agent reads: a Secret in its namespace, created on first
 // start. Whoever can read Secrets in the agent's namespace can forge a seal; they can also
 // read the agent's credentials, so that adds nothing.
-import type { CoreV1Api } from '@kubernetes/client-node';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isAlreadyExists, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isAlreadyExists, isNotFound } from '../kube/errors.js';
+import type { RestClient } from '../kube/rest.js';
 import { canonicalJson } from '../plan/digest.js';
 import type { PlanStatus } from './plans.js';
 
@@ -44,13 +44,17 @@ export function sealVerifies(key: Buffer, status: PlanStatus): boolean {
 
 /** The agent's plan key: read from its Secret, or created there (random) on first start. */
 export async function loadPlanKey(
-  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret'>,
+  client: Pick<RestClient, 'request'>,
   namespace: string,
   random: (size: number) => Buffer = randomBytes,
 ): Promise<Buffer> {
+  const secrets = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`;
   const read = async (): Promise<Buffer | undefined> => {
     try {
-      const secret = await core.readNamespacedSecret({ name: PLAN_KEY_SECRET, namespace });
+      const secret = await client.request<{ data?: Record<string, string> }>(
+        'GET',
+        `${secrets}/${PLAN_KEY_SECRET}`,
+      );
       const value = secret.data?.[KEY_FIELD];
       if (!value) {
         throw new MooringError(
@@ -71,9 +75,10 @@ export async function loadPlanKey(
   const existing = await read();
   if (existing) return existing;
   try {
-    await core.createNamespacedSecret({
-      namespace,
+    await client.request('POST', secrets, {
       body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
         metadata: {
           name: PLAN_KEY_SECRET,
           namespace,

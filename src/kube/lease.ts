@@ -4,11 +4,25 @@
 // (so clock skew between nodes does not matter), writes use the resourceVersion for
 // optimistic concurrency, and a leader that cannot renew within the renew deadline steps
 // down before its lease can expire for others. Time and sleeping are injected.
-import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
-import { apiErrorMessage, isConflict, isNotFound } from './client.js';
+import { apiErrorMessage, isConflict, isNotFound } from './errors.js';
+import type { RestClient } from './rest.js';
+
+/** A coordination.k8s.io/v1 Lease, as much of it as election reads. */
+interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: {
+    holderIdentity?: string | null;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
 
 export interface LeaderElectionOptions {
-  coordination: CoordinationV1Api;
+  client: Pick<RestClient, 'request'>;
   namespace: string;
   /** Lease name, e.g. `mooring-<cluster>`. */
   name: string;
@@ -56,7 +70,9 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   const retryPeriodMs = (options.retryPeriodSeconds ?? 2) * 1000;
   const clock = options.clock ?? Date.now;
   const sleep = options.sleep ?? sleepFor;
-  const { coordination, namespace, name, identity } = options;
+  const { client, namespace, name, identity } = options;
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  const leasePath = `${collection}/${encodeURIComponent(name)}`;
   if (renewDeadlineMs >= leaseDurationSeconds * 1000) {
     throw new Error('leader election: the renew deadline must be shorter than the lease duration');
   }
@@ -67,7 +83,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   let observed: { key: string; at: number } | undefined;
   let observedHolder: string | undefined;
 
-  function observe(lease: V1Lease, now: number): void {
+  function observe(lease: Lease, now: number): void {
     const holder = nonEmpty(lease.spec?.holderIdentity);
     const key = `${holder ?? ''}|${lease.metadata?.resourceVersion ?? ''}`;
     if (observed?.key !== key) observed = { key, at: now };
@@ -92,11 +108,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     }
   }
 
-  function spec(
-    now: number,
-    previous: V1Lease['spec'],
-    keepAcquireTime: boolean,
-  ): NonNullable<V1Lease['spec']> {
+  function spec(now: number, previous: Lease['spec'], keepAcquireTime: boolean): NonNullable<Lease['spec']> {
     return {
       holderIdentity: identity,
       leaseDurationSeconds,
@@ -109,14 +121,13 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
 
   async function attempt(): Promise<Attempt> {
     const now = clock();
-    let current: V1Lease;
+    let current: Lease;
     try {
-      current = await coordination.readNamespacedLease({ name, namespace });
+      current = await client.request<Lease>('GET', leasePath);
     } catch (err) {
       if (!isNotFound(err)) return failed(err);
       try {
-        const created = await coordination.createNamespacedLease({
-          namespace,
+        const created = await client.request<Lease>('POST', collection, {
           body: {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
@@ -137,9 +148,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     const duration = (current.spec?.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
     if (holder !== undefined && !weHold && (observed?.at ?? now) + duration > now) return 'held-by-other';
     try {
-      const updated = await coordination.replaceNamespacedLease({
-        name,
-        namespace,
+      const updated = await client.request<Lease>('PUT', leasePath, {
         body: {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
@@ -180,13 +189,11 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     if (!leading) return;
     stopLeading();
     try {
-      const current = await coordination.readNamespacedLease({ name, namespace });
+      const current = await client.request<Lease>('GET', leasePath);
       if (nonEmpty(current.spec?.holderIdentity) !== identity) return;
       const now = clock();
       // Like client-go: clear the holder and shorten the lease so the next replica need not wait.
-      await coordination.replaceNamespacedLease({
-        name,
-        namespace,
+      await client.request('PUT', leasePath, {
         body: {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
@@ -224,8 +231,9 @@ function nonEmpty(s: string | undefined | null): string | undefined {
   return s === undefined || s === null || s === '' ? undefined : s;
 }
 
-function micro(t: number | Date | string): V1MicroTime {
-  return new V1MicroTime(typeof t === 'number' ? t : new Date(t).getTime());
+/** metav1.MicroTime: RFC 3339 with microseconds, as client-go writes it. */
+function micro(t: number | string): string {
+  return new Date(typeof t === 'number' ? t : Date.parse(t)).toISOString().replace(/Z$/, '000Z');
 }
 
 function sleepFor(ms: number, signal: AbortSignal): Promise<void> {

@@ -7,7 +7,7 @@
 import type { ApprovalMode } from '../agent/config.js';
 import type { ControlState, Controls, PassResult } from '../agent/agent.js';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isConflict, isNotFound } from '../kube/errors.js';
 import { mergePatchFor, sameJson, type Json } from '../kube/merge-patch.js';
 import { PATCH, type RestClient } from '../kube/rest.js';
 import { isNewer, type WatchedCollection } from '../kube/watch.js';

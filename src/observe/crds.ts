@@ -7,14 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { MooringError } from '../errors.js';
-import {
-  apiErrorMessage,
-  apiStatusCode,
-  isForbidden,
-  serverSideApply,
-  type AnyObject,
-  type KubeClients,
-} from '../kube/client.js';
+import type { Kube } from '../kube/connect.js';
+import { apiErrorMessage, apiStatusCode, isForbidden } from '../kube/errors.js';
+import { serverSideApply, type AnyObject } from '../kube/objects.js';
 
 export const MOORING_GROUP = 'mooring.io';
 export const MOORING_VERSION = 'v1alpha1';
@@ -71,10 +66,7 @@ export interface EnsureCrdsResult {
  * the API server serves them. A 403 is fine when the CRD is already served: the cluster
  * admin installed it with the chart and gave the agent no CRD rights.
  */
-export async function ensureCrds(
-  clients: Pick<KubeClients, 'objects' | 'apiExtensions' | 'customObjects'>,
-  options: EnsureCrdsOptions = {},
-): Promise<EnsureCrdsResult> {
+export async function ensureCrds(clients: Kube, options: EnsureCrdsOptions = {}): Promise<EnsureCrdsResult> {
   const crds = options.crds ?? loadCrds();
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const result: EnsureCrdsResult = { applied: [], alreadyServed: [] };
@@ -131,16 +123,10 @@ export async function ensureCrds(
   return result;
 }
 
-async function isListable(
-  clients: Pick<KubeClients, 'customObjects'>,
-  crd: CustomResourceDefinition,
-): Promise<boolean> {
+async function isListable(clients: Kube, crd: CustomResourceDefinition): Promise<boolean> {
   try {
-    await clients.customObjects.listClusterCustomObject({
-      group: crd.spec.group,
-      version: crd.spec.versions[0]?.name ?? MOORING_VERSION,
-      plural: crd.spec.names.plural,
-      limit: 1,
+    await clients.rest.request('GET', `${groupVersionPath(crd)}/${crd.spec.names.plural}`, {
+      query: { limit: 1 },
     });
     return true;
   } catch (err) {
@@ -150,22 +136,25 @@ async function isListable(
   }
 }
 
-async function isEstablished(clients: Pick<KubeClients, 'apiExtensions'>, name: string): Promise<boolean> {
-  const crd = await clients.apiExtensions.readCustomResourceDefinition({ name });
+async function isEstablished(clients: Kube, name: string): Promise<boolean> {
+  const crd = await clients.rest.request<{ status?: { conditions?: { type: string; status: string }[] } }>(
+    'GET',
+    `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${encodeURIComponent(name)}`,
+  );
   return (crd.status?.conditions ?? []).some((c) => c.type === 'Established' && c.status === 'True');
 }
 
+const groupVersionPath = (crd: CustomResourceDefinition) =>
+  `/apis/${crd.spec.group}/${crd.spec.versions[0]?.name ?? MOORING_VERSION}`;
+
 /** Discovery is open to every authenticated user, so this works without CRD read rights. */
-async function isServed(
-  clients: Pick<KubeClients, 'customObjects'>,
-  crd: CustomResourceDefinition,
-): Promise<boolean> {
+async function isServed(clients: Kube, crd: CustomResourceDefinition): Promise<boolean> {
   try {
-    const resources = await clients.customObjects.getAPIResources({
-      group: crd.spec.group,
-      version: crd.spec.versions[0]?.name ?? MOORING_VERSION,
-    });
-    return resources.resources.some((r) => r.name === crd.spec.names.plural);
+    const resources = await clients.rest.request<{ resources?: { name: string }[] }>(
+      'GET',
+      groupVersionPath(crd),
+    );
+    return (resources.resources ?? []).some((r) => r.name === crd.spec.names.plural);
   } catch {
     return false;
   }

@@ -3,14 +3,8 @@
 // story. Like client-go's recorder, a repeat of the same event bumps the count of the one
 // already recorded instead of creating a new object. Emitting never blocks or throws: Events
 // are best-effort, and failures go to `onError`. Messages must already be free of secrets.
-import {
-  PatchStrategy,
-  setHeaderOptions,
-  type CoreV1Api,
-  type CoreV1Event,
-  type CustomObjectsApi,
-} from '@kubernetes/client-node';
-import { apiErrorMessage, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isNotFound } from '../kube/errors.js';
+import { PATCH, type RestClient } from '../kube/rest.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
 import { truncate } from './status.js';
 
@@ -53,9 +47,8 @@ export interface ObjectRef {
 }
 
 export interface EventRecorderOptions {
-  core: CoreV1Api;
-  /** Used to look up MooringRelease uids, so `kubectl describe` finds the events. */
-  customObjects?: CustomObjectsApi;
+  /** Writes the Events; also looks up MooringRelease uids, so `kubectl describe` finds the events. */
+  client: Pick<RestClient, 'request'>;
   /** A MooringRelease uid known already (the status store saw it); saves the lookup. */
   releaseUid?: (release: string) => string | undefined;
   /** The agent's namespace, where MooringRelease objects (and their events) live. */
@@ -83,7 +76,7 @@ const COMPONENT = 'mooring';
 const MESSAGE_LIMIT = 1024;
 
 export function createEventRecorder(options: EventRecorderOptions): EventRecorder {
-  const { core, customObjects, namespace } = options;
+  const { client, namespace } = options;
   const now = options.now ?? Date.now;
   const cacheSize = options.cacheSize ?? 4096;
   // Event key -> the Event we created for it, for count bumps. Map order is our LRU order.
@@ -104,15 +97,12 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       namespace,
     };
     let uid = options.releaseUid?.(release) ?? uids.get(release);
-    if (uid === undefined && customObjects !== undefined) {
+    if (uid === undefined) {
       try {
-        const obj = (await customObjects.getNamespacedCustomObject({
-          group: MOORING_GROUP,
-          version: MOORING_VERSION,
-          plural: MOORING_KINDS.MooringRelease.plural,
-          namespace,
-          name: release,
-        })) as { metadata?: { uid?: string } };
+        const obj = await client.request<{ metadata?: { uid?: string } }>(
+          'GET',
+          `/apis/${MOORING_GROUP}/${MOORING_VERSION}/namespaces/${encodeURIComponent(namespace)}/${MOORING_KINDS.MooringRelease.plural}/${encodeURIComponent(release)}`,
+        );
         uid = obj.metadata?.uid;
         if (uid !== undefined) uids.set(release, uid);
       } catch (err) {
@@ -144,13 +134,13 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     if (previous !== undefined) {
       seen.delete(key);
       try {
-        await core.patchNamespacedEvent(
+        await client.request(
+          'PATCH',
+          `${eventsPath(previous.namespace)}/${encodeURIComponent(previous.name)}`,
           {
-            name: previous.name,
-            namespace: previous.namespace,
-            body: { count: previous.count + 1, lastTimestamp: at.toISOString() },
+            contentType: PATCH.merge,
+            body: { count: previous.count + 1, lastTimestamp: rfc3339(at) },
           },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
         );
         seen.set(key, { ...previous, count: previous.count + 1 });
         return;
@@ -164,7 +154,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     }
     // client-go names events <object>.<unix nanos in hex>; the sequence keeps names unique within one millisecond.
     const name = `${regarding.name}.${(BigInt(at.getTime()) * 1_000_000n + BigInt(sequence++ % 1_000_000)).toString(16)}`;
-    const event: CoreV1Event = {
+    const event = {
       apiVersion: 'v1',
       kind: 'Event',
       metadata: { name, namespace: regarding.namespace },
@@ -179,14 +169,14 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       reason,
       message: text,
       count: 1,
-      firstTimestamp: at,
-      lastTimestamp: at,
+      firstTimestamp: rfc3339(at),
+      lastTimestamp: rfc3339(at),
       source: { component: COMPONENT, ...(options.instance === undefined ? {} : { host: options.instance }) },
       reportingComponent: COMPONENT,
       reportingInstance: options.instance ?? COMPONENT,
     };
     try {
-      await core.createNamespacedEvent({ namespace: regarding.namespace, body: event });
+      await client.request('POST', eventsPath(regarding.namespace), { body: event });
       seen.set(key, { name, namespace: regarding.namespace, count: 1 });
       if (seen.size > cacheSize) {
         const oldest = seen.keys().next().value;
@@ -218,3 +208,8 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     },
   };
 }
+
+const eventsPath = (namespace: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`;
+
+/** metav1.Time: RFC 3339 to the second. */
+const rfc3339 = (at: Date) => at.toISOString().replace(/\.\d{3}Z$/, 'Z');

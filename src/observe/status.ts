@@ -2,9 +2,9 @@
 // release (in the agent's namespace), so that `kubectl get mrel` answers "what runs where".
 // The status type holds only names, digests, revisions, times and redacted error messages:
 // there is no field a values object could be put into.
-import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import { MooringError } from '../errors.js';
-import { apiErrorMessage, isConflict, isNotFound } from '../kube/client.js';
+import { apiErrorMessage, isConflict, isNotFound } from '../kube/errors.js';
+import { PATCH, type RestClient } from '../kube/rest.js';
 import { mergePatchFor, type Json } from '../kube/merge-patch.js';
 import { isNewer, type WatchedCollection } from '../kube/watch.js';
 import { MOORING_API_VERSION, MOORING_GROUP, MOORING_KINDS, MOORING_VERSION } from './crds.js';
@@ -125,7 +125,7 @@ export interface StatusStore {
 }
 
 export interface StatusStoreOptions {
-  customObjects: CustomObjectsApi;
+  client: Pick<RestClient, 'request'>;
   /** The agent's namespace, where the MooringRelease objects live. */
   namespace: string;
   /** This agent's cluster name, recorded in every status and used as a label. */
@@ -166,14 +166,10 @@ export function releaseSelector(cluster: string): { labelSelector?: string } {
 }
 
 export function createStatusStore(options: StatusStoreOptions): StatusStore {
-  const { customObjects, namespace, cluster } = options;
+  const { client, namespace, cluster } = options;
   const now = options.now ?? Date.now;
-  const ref = {
-    group: MOORING_GROUP,
-    version: MOORING_VERSION,
-    plural: MOORING_KINDS.MooringRelease.plural,
-    namespace,
-  };
+  const collection = `/apis/${MOORING_GROUP}/${MOORING_VERSION}/namespaces/${encodeURIComponent(namespace)}/${MOORING_KINDS.MooringRelease.plural}`;
+  const pathOf = (name: string) => `${collection}/${encodeURIComponent(name)}`;
   const labels: Record<string, string> = {
     'app.kubernetes.io/managed-by': 'mooring',
     ...(LABEL_VALUE.test(cluster) ? { [CLUSTER_LABEL]: cluster } : {}),
@@ -204,9 +200,7 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
 
   async function read(name: string): Promise<MooringReleaseObject | undefined> {
     try {
-      return remember(
-        (await customObjects.getNamespacedCustomObject({ ...ref, name })) as MooringReleaseObject,
-      );
+      return remember(await client.request<MooringReleaseObject>('GET', pathOf(name)));
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw storeError(`cannot read MooringRelease ${namespace}/${name}`, name, err);
@@ -216,15 +210,14 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
   async function create(name: string): Promise<MooringReleaseObject | undefined> {
     try {
       return remember(
-        (await customObjects.createNamespacedCustomObject({
-          ...ref,
+        await client.request<MooringReleaseObject>('POST', collection, {
           body: {
             apiVersion: MOORING_API_VERSION,
             kind: MOORING_KINDS.MooringRelease.kind,
             metadata: { name, namespace, labels },
             spec: {},
           },
-        })) as MooringReleaseObject,
+        }),
       );
     } catch (err) {
       // Created by someone else in between: read it on the next round.
@@ -252,17 +245,10 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
       const changes = mergePatchFor(before, status);
       if (changes === undefined) return;
       try {
-        const written = (await customObjects.patchNamespacedCustomObjectStatus(
-          {
-            ...ref,
-            name,
-            body: {
-              metadata: { resourceVersion: current.metadata.resourceVersion },
-              status: changes,
-            },
-          },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        )) as MooringReleaseObject;
+        const written = await client.request<MooringReleaseObject>('PATCH', `${pathOf(name)}/status`, {
+          contentType: PATCH.merge,
+          body: { metadata: { resourceVersion: current.metadata.resourceVersion }, status: changes },
+        });
         remember(written);
         return;
       } catch (err) {
@@ -292,10 +278,9 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
         return [...names].map((name) => toRecord(latest(name)!)).sort((a, b) => a.name.localeCompare(b.name));
       }
       try {
-        const list = (await customObjects.listNamespacedCustomObject({
-          ...ref,
-          ...(labels[CLUSTER_LABEL] === undefined ? {} : { labelSelector: `${CLUSTER_LABEL}=${cluster}` }),
-        })) as { items?: MooringReleaseObject[] };
+        const list = await client.request<{ items?: MooringReleaseObject[] }>('GET', collection, {
+          query: releaseSelector(cluster),
+        });
         const items = list.items ?? [];
         // Without the cluster label the list may miss objects of ours: keep reading first then.
         if (labels[CLUSTER_LABEL] !== undefined) {
@@ -333,7 +318,7 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
 
     async remove(name) {
       try {
-        await customObjects.deleteNamespacedCustomObject({ ...ref, name });
+        await client.request('DELETE', pathOf(name));
       } catch (err) {
         if (!isNotFound(err))
           throw storeError(`cannot delete MooringRelease ${namespace}/${name}`, name, err);
@@ -348,20 +333,18 @@ export function createStatusStore(options: StatusStoreOptions): StatusStore {
  * `mooring status` shows for a cluster, whichever namespace its agent runs in.
  */
 export async function readReleaseStatuses(
-  customObjects: CustomObjectsApi,
+  client: Pick<RestClient, 'request'>,
   namespace?: string,
+  signal?: AbortSignal,
 ): Promise<(ReleaseStatusRecord & { objectNamespace: string })[]> {
-  const common = {
-    group: MOORING_GROUP,
-    version: MOORING_VERSION,
-    plural: MOORING_KINDS.MooringRelease.plural,
-  };
+  const scope = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
+  const path = `/apis/${MOORING_GROUP}/${MOORING_VERSION}${scope}/${MOORING_KINDS.MooringRelease.plural}`;
   try {
-    const list = (
-      namespace === undefined
-        ? await customObjects.listClusterCustomObject(common)
-        : await customObjects.listNamespacedCustomObject({ ...common, namespace })
-    ) as { items?: MooringReleaseObject[] };
+    const list = await client.request<{ items?: MooringReleaseObject[] }>(
+      'GET',
+      path,
+      signal ? { signal } : {},
+    );
     return (list.items ?? [])
       .map((obj) => ({ ...toRecord(obj), objectNamespace: obj.metadata.namespace ?? '' }))
       .sort((a, b) => a.objectNamespace.localeCompare(b.objectNamespace) || a.name.localeCompare(b.name));

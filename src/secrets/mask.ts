@@ -2,7 +2,7 @@
 // the list of secret texts every other output is redacted against (src/secrets/redact.ts).
 import { isPlainMap } from '../model/schema.js';
 import { formatPath, type Values } from '../resolve/merge.js';
-import type { AnyObject } from '../kube/client.js';
+import type { AnyObject } from '../kube/objects.js';
 
 /** Shown in place of a value that came from a SOPS file. */
 export const SECRET_MASK = '<secret>';

@@ -82,8 +82,8 @@ async function servedAfterCrdUpdate(c: KubeClients): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      await createPlanStore({ customObjects: c.customObjects, namespace: 'default' }).list();
-      await createApprovalStore({ customObjects: c.customObjects, namespace: 'default' }).list('none');
+      await createPlanStore({ client: c.rest, namespace: 'default' }).list();
+      await createApprovalStore({ client: c.rest, namespace: 'default' }).list('none');
       return;
     } catch (err) {
       if (Date.now() > deadline) throw err;
@@ -176,8 +176,8 @@ async function startAgent(
   const digestKey = secretDigestKey(identities.map((i) => i.deriveKey('digest').toString('hex')));
   const helm = createHelm({ binary: HELM, kubeconfig });
   const git = new GitSource({ url, branch: 'main', workDir: config.workDir });
-  const status = createStatusStore({ customObjects: clients.customObjects, namespace, cluster });
-  const events = createEventRecorder({ core: clients.core, customObjects: clients.customObjects, namespace });
+  const status = createStatusStore({ client: clients.rest, namespace, cluster });
+  const events = createEventRecorder({ client: clients.rest, namespace });
   const records = {
     list: () => status.list(),
     update: async (name: string, patch: Parameters<typeof status.update>[1]) => {
@@ -199,7 +199,7 @@ async function startAgent(
       checkoutRevision: (revision) => git.checkoutRevision(revision),
     },
     helm,
-    core: clients.core,
+    kube: clients.rest,
     listHelmSecrets: secretMetadataLister(clients.objects),
     records,
     events,
@@ -270,7 +270,7 @@ async function greeting(namespace: string): Promise<string | undefined> {
 }
 
 async function approvalsOf(namespace: string, cluster: string) {
-  return createApprovalStore({ customObjects: clients.customObjects, namespace }).list(cluster);
+  return createApprovalStore({ client: clients.rest, namespace }).list(cluster);
 }
 
 describe('a manual cluster', () => {
@@ -282,10 +282,10 @@ describe('a manual cluster', () => {
     const waiting = await a.pass();
     expect(waiting).toMatchObject({ outcome: 'pending-approval', revision: repo.first });
     expect(waiting.pending).toContain('waiting for approval');
-    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual([]);
+    expect(await listRevisions(clients.rest, repo.releaseNs, 'web')).toEqual([]);
 
     // The pending plan, as kubectl shows it: actions, masked diffs, a digest; no secret in clear.
-    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const plans = createPlanStore({ client: clients.rest, namespace: a.namespace });
     const plan = (await plans.get(planName(cluster, repo.first)))!;
     expect(plan.status).toMatchObject({
       phase: 'pending',
@@ -301,7 +301,7 @@ describe('a manual cluster', () => {
     expect(web.manifestDiff).toMatch(/password: <secret:[0-9a-f]{16}>/);
     expect(JSON.stringify(plan)).not.toContain(PASSWORD);
     const record = await createStatusStore({
-      customObjects: clients.customObjects,
+      client: clients.rest,
       namespace: a.namespace,
       cluster,
     }).get('web');
@@ -389,7 +389,7 @@ describe('a manual cluster', () => {
     const approvals = await approvalsOf(a.namespace, cluster);
     expect(approvals.map((x) => x.status.result)).toEqual(['rejected', 'applied']);
     expect(approvals[0]!.status.message).toContain('changed since it was published');
-    const plan = (await createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace }).get(
+    const plan = (await createPlanStore({ client: clients.rest, namespace: a.namespace }).get(
       planName(cluster, repo.first),
     ))!;
     expect(plan.status.phase).toBe('pending');
@@ -436,9 +436,9 @@ describe('an approval of a commit the agent never planned', () => {
       { 'environments/prod/values.yaml': 'greeting: from a feature branch\n' },
       'feature',
     );
-    const approvals = createApprovalStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const approvals = createApprovalStore({ client: clients.rest, namespace: a.namespace });
     const me = await whoAmI(clients);
-    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const plans = createPlanStore({ client: clients.rest, namespace: a.namespace });
     const appliedDigest = (await plans.get(planName(cluster, repo.first)))!.status.digest;
     const forged = await approvals.create({
       cluster,
@@ -448,11 +448,11 @@ describe('an approval of a commit the agent never planned', () => {
       approvedBy: { username: me.username, groups: me.groups },
     });
 
-    const helmBefore = await listRevisions(clients.core, repo.releaseNs, 'web');
+    const helmBefore = await listRevisions(clients.rest, repo.releaseNs, 'web');
     const result = await a.pass();
     expect(result.revision).toBe(repo.first);
     expect(await greeting(repo.releaseNs)).toBe('hello from git');
-    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual(helmBefore);
+    expect(await listRevisions(clients.rest, repo.releaseNs, 'web')).toEqual(helmBefore);
 
     const [rejected] = (await approvalsOf(a.namespace, cluster)).filter((x) => x.name === forged.name);
     expect(rejected!.status).toMatchObject({
@@ -483,7 +483,7 @@ describe('a MooringPlan changed outside the agent', () => {
     expect(await a.pass()).toMatchObject({ outcome: 'pending-approval' });
 
     // Whoever may patch MooringPlan status empties the diff and fixes up the digest.
-    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const plans = createPlanStore({ client: clients.rest, namespace: a.namespace });
     const name = planName(cluster, repo.first);
     const original = (await plans.get(name))!.status;
     const patched = { ...original, releases: original.releases.map((r) => ({ ...r, valuesDiff: '' })) };
@@ -491,7 +491,7 @@ describe('a MooringPlan changed outside the agent', () => {
     await plans.publish(name, patched);
     const me = await whoAmI(clients);
     const approval = await createApprovalStore({
-      customObjects: clients.customObjects,
+      client: clients.rest,
       namespace: a.namespace,
     }).create({
       cluster,
@@ -501,7 +501,7 @@ describe('a MooringPlan changed outside the agent', () => {
     });
 
     expect(await a.pass()).toMatchObject({ outcome: 'pending-approval' });
-    expect(await listRevisions(clients.core, repo.releaseNs, 'web')).toEqual([]);
+    expect(await listRevisions(clients.rest, repo.releaseNs, 'web')).toEqual([]);
     const [rejected] = await approvalsOf(a.namespace, cluster);
     expect(rejected).toMatchObject({ name: approval.name, status: { result: 'rejected' } });
     expect(rejected!.status.message).toContain('its seal does not verify');
@@ -551,7 +551,7 @@ describe('a bitnami-style chart (library subchart, lookup-kept password, checksu
       await writeTree(await mkdtemp(join(scratch, 'tree-')), files),
     );
     const a = await startAgent(cluster, gitServer.repoUrl(`${cluster}.git`), { approval: 'manual' });
-    const plans = createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace });
+    const plans = createPlanStore({ client: clients.rest, namespace: a.namespace });
 
     // Install: rendered against the cluster, so the PodDisruptionBudget (the cluster serves
     // policy/v1) is in the plan; the random password differs on every render and is not bound.
@@ -655,9 +655,7 @@ describe('the sync mode', () => {
     const newer = repo.commit({ 'environments/prod/values.yaml': 'greeting: next\n' });
     expect(await a.pass()).toMatchObject({ outcome: 'converged', revision: newer });
     expect(await greeting(repo.releaseNs)).toBe('next');
-    expect(
-      await createPlanStore({ customObjects: clients.customObjects, namespace: a.namespace }).list(cluster),
-    ).toEqual([]);
+    expect(await createPlanStore({ client: clients.rest, namespace: a.namespace }).list(cluster)).toEqual([]);
   });
 
   it('cluster.yaml can make an auto agent manual, but not a manual agent auto', async () => {
@@ -665,13 +663,13 @@ describe('the sync mode', () => {
     const repoE = await gitopsRepo(stricter, { sync: 'manual' });
     const e = await startAgent(stricter, repoE.url, { approval: 'auto' });
     expect(await e.pass()).toMatchObject({ outcome: 'pending-approval' });
-    expect(await listRevisions(clients.core, repoE.releaseNs, 'web')).toEqual([]);
+    expect(await listRevisions(clients.rest, repoE.releaseNs, 'web')).toEqual([]);
 
     const looser = `gate-f-${run}`;
     const repoF = await gitopsRepo(looser, { sync: 'auto' });
     const f = await startAgent(looser, repoF.url, { approval: 'manual' });
     expect(await f.pass()).toMatchObject({ outcome: 'pending-approval' });
-    expect(await listRevisions(clients.core, repoF.releaseNs, 'web')).toEqual([]);
+    expect(await listRevisions(clients.rest, repoF.releaseNs, 'web')).toEqual([]);
     const events = await clients.core.listNamespacedEvent({ namespace: f.namespace });
     expect(events.items.map((x) => x.reason)).toContain('SyncModeIgnored');
   });

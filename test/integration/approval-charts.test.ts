@@ -72,8 +72,8 @@ async function manualAgent(
     () => clock.now,
   );
   const agentNs = `${cluster}-agent`;
-  const plans = createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
-  const approvals = createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+  const plans = createPlanStore({ client: rig.clients.rest, namespace: agentNs });
+  const approvals = createApprovalStore({ client: rig.clients.rest, namespace: agentNs });
   return {
     built,
     clock,

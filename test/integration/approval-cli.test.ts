@@ -128,7 +128,7 @@ async function publishPlan(namespace: string, cluster: string, revision = REVISI
     ],
   };
   status.digest = planDigest(status);
-  const plans = createPlanStore({ customObjects: admin.customObjects, namespace });
+  const plans = createPlanStore({ client: admin.rest, namespace });
   await servedAfterCrdUpdate(() => plans.list());
   await plans.publish(`${cluster}-${revision.slice(0, 12)}`, status);
   return status;
@@ -219,8 +219,7 @@ function options(user: string, extra: Partial<ApproveOptions> = {}): ApproveOpti
   return { context, kubeconfig: user, namespace: ns, output: 'text', ...extra };
 }
 
-const approvals = () =>
-  createApprovalStore({ customObjects: admin.customObjects, namespace: ns }).list(CLUSTER);
+const approvals = () => createApprovalStore({ client: admin.rest, namespace: ns }).list(CLUSTER);
 
 describe('mooring approve', () => {
   it('shows the pending plan and records who approved, as the API server knows them', async () => {
@@ -326,7 +325,7 @@ describe('mooring approve', () => {
     try {
       const status = await publishPlan(patched, CLUSTER);
       // Someone who may patch MooringPlan status hides the replica change from the diff.
-      const plans = createPlanStore({ customObjects: admin.customObjects, namespace: patched });
+      const plans = createPlanStore({ client: admin.rest, namespace: patched });
       await plans.publish(`${CLUSTER}-${REVISION.slice(0, 12)}`, {
         ...status,
         releases: [{ ...status.releases[0]!, valuesDiff: '' }],
@@ -335,9 +334,7 @@ describe('mooring approve', () => {
       expect(await approve(options(kubeconfig, { namespace: patched, yes: true }), io)).toBe(1);
       expect(io.errors()).toContain('does not hash to its digest');
       expect(io.errors()).toContain('nothing was approved');
-      expect(
-        await createApprovalStore({ customObjects: admin.customObjects, namespace: patched }).list(CLUSTER),
-      ).toEqual([]);
+      expect(await createApprovalStore({ client: admin.rest, namespace: patched }).list(CLUSTER)).toEqual([]);
     } finally {
       await admin.core.deleteNamespace({ name: patched }).catch(() => undefined);
     }
@@ -364,7 +361,7 @@ describe('mooring approve', () => {
         ],
       };
       withError.digest = planDigest(withError);
-      const plans = createPlanStore({ customObjects: admin.customObjects, namespace: refused });
+      const plans = createPlanStore({ client: admin.rest, namespace: refused });
       await plans.publish(`${CLUSTER}-${REVISION.slice(0, 12)}`, withError);
 
       const io = capture();
@@ -375,8 +372,7 @@ describe('mooring approve', () => {
       expect(io.text()).toMatch(/api\s+none\s+-\s+\+0 ~0 -0/);
       expect(io.errors()).toContain('the dry run against the cluster failed for web');
       expect(io.errors()).toContain('--force');
-      const approvalsIn = () =>
-        createApprovalStore({ customObjects: admin.customObjects, namespace: refused }).list(CLUSTER);
+      const approvalsIn = () => createApprovalStore({ client: admin.rest, namespace: refused }).list(CLUSTER);
       expect(await approvalsIn()).toEqual([]);
 
       const unknown = capture();
@@ -470,7 +466,7 @@ describe('the approval admission policy', () => {
   });
 
   it('lets the agent record the use of an approval (the status subresource)', async () => {
-    const store = createApprovalStore({ customObjects: admin.customObjects, namespace: ns });
+    const store = createApprovalStore({ client: admin.rest, namespace: ns });
     const [approval] = await store.list(CLUSTER);
     const claimed = await store.claim(approval!, '2025-06-01T12:05:00.000Z');
     expect(claimed?.status).toEqual({ usedAt: '2025-06-01T12:05:00.000Z', usedForRevision: REVISION });
@@ -512,7 +508,7 @@ describe('mooring approve on a terminal', () => {
       ],
     };
     status.digest = planDigest(status);
-    await createPlanStore({ customObjects: admin.customObjects, namespace: pagerNs }).publish(
+    await createPlanStore({ client: admin.rest, namespace: pagerNs }).publish(
       `paged-${REVISION.slice(0, 12)}`,
       status,
     );

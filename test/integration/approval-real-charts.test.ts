@@ -67,9 +67,8 @@ describe('bitnami redis and podinfo in a manual cluster', () => {
     await built.events.flush();
     return result;
   };
-  const plans = () => createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
-  const approvals = () =>
-    createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+  const plans = () => createPlanStore({ client: rig.clients.rest, namespace: agentNs });
+  const approvals = () => createApprovalStore({ client: rig.clients.rest, namespace: agentNs });
   const approve = (...extra: string[]) =>
     cli(['approve', '--context', context, '--kubeconfig', rig.kubeconfig, '-n', agentNs, '--yes', ...extra]);
   const password = async () =>

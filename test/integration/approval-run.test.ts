@@ -168,14 +168,14 @@ describe('an approved upgrade that fails', () => {
       expect(await metric('failed')).toBe(1);
       expect((await metric('pending-approval')) ?? 0).toBe(0);
       const [approval] = await createApprovalStore({
-        customObjects: rig.clients.customObjects,
+        client: rig.clients.rest,
         namespace: agentNs,
       }).list(cluster);
       expect(approval!.status).toMatchObject({ result: 'failed' });
       expect(approval!.status.message).toContain('did not converge');
       // The retry of the same desired state is a new plan, waiting for a new approval.
       const plans = await createPlanStore({
-        customObjects: rig.clients.customObjects,
+        client: rig.clients.rest,
         namespace: agentNs,
       }).list(cluster);
       expect(plans.find((p) => p.status.revision === failed.revision)!.status.phase).toBe('pending');
@@ -212,7 +212,7 @@ describe('a plan the cluster refuses, and a forged approval', () => {
         '--yes',
         ...extra,
       ]);
-    const approvals = createApprovalStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+    const approvals = createApprovalStore({ client: rig.clients.rest, namespace: agentNs });
     expect((await runOnce(config, rig.env)).code).toBe(3);
     expect((await approve()).code).toBe(0);
     const installed = await runOnce(config, rig.env);
@@ -224,7 +224,7 @@ describe('a plan the cluster refuses, and a forged approval', () => {
     });
     const waiting = await runOnce(config, rig.env);
     expect(waiting.code, waiting.log()).toBe(3);
-    const plans = createPlanStore({ customObjects: rig.clients.customObjects, namespace: agentNs });
+    const plans = createPlanStore({ client: rig.clients.rest, namespace: agentNs });
     const [web] = (await plans.get(planName(cluster, bad)))!.status.releases;
     expect(web).toMatchObject({ name: 'web', action: 'upgrade' });
     expect(web!.dryRunError).toMatch(/web-config.*not a key!/);

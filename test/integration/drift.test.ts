@@ -52,13 +52,12 @@ beforeAll(async () => {
   await ensureCrds(clients);
   await clients.core.createNamespace({ body: { metadata: { name: agentNs } } });
   status = createStatusStore({
-    customObjects: clients.customObjects,
+    client: clients.rest,
     namespace: agentNs,
     cluster: 'drift-it',
   });
   events = createEventRecorder({
-    core: clients.core,
-    customObjects: clients.customObjects,
+    client: clients.rest,
     namespace: agentNs,
   });
 
@@ -202,7 +201,7 @@ function checker(overrides: Partial<DriftCheckerDeps> = {}) {
   const metrics = createMetrics({ processMetrics: false });
   const drift = createDriftChecker({
     objects: clients.objects,
-    core: clients.core,
+    kube: clients.rest,
     status,
     events,
     metrics,
@@ -222,7 +221,7 @@ async function eventsOf(release: string): Promise<{ reason: string; message: str
   return list.items.map((e) => ({ reason: e.reason ?? '', message: e.message ?? '' }));
 }
 
-const helmRevisions = async (r: Installed) => (await listRevisions(clients.core, r.namespace, r.name)).length;
+const helmRevisions = async (r: Installed) => (await listRevisions(clients.rest, r.namespace, r.name)).length;
 const replicas = async (r: Installed) =>
   (await apps.readNamespacedDeployment({ name: r.name, namespace: r.namespace })).spec?.replicas;
 
@@ -649,7 +648,7 @@ it('works for an agent that may act only in the namespaces it manages (no cluste
   for (const r of [first, second])
     await kubectl('-n', r.namespace, 'scale', `deployment/${r.name}`, '--replicas=4');
 
-  const { drift, lines } = checker({ objects: restricted.objects, core: restricted.core });
+  const { drift, lines } = checker({ objects: restricted.objects, kube: restricted.rest });
   const plan = planOf(first);
   plan.releases.push(...planOf(second).releases);
 

@@ -1,6 +1,6 @@
 // Leader election on a real Lease: two replicas, one leader, and takeover only after the
 // leader releases the lease or stops renewing it for a full lease duration.
-import type { CoordinationV1Api } from '@kubernetes/client-node';
+import type { RestClient } from '../../src/kube/rest.js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createKubeClients, loadKubeConfig, type KubeClients } from '../../src/kube/client.js';
 import { createLeaderElector, type LeaderElectionOptions } from '../../src/kube/lease.js';
@@ -23,7 +23,7 @@ function replicas(lease: string, extra: Partial<LeaderElectionOptions> = {}) {
   const log: string[] = [];
   const make = (identity: string) =>
     createLeaderElector({
-      coordination: clients.coordination,
+      client: clients.rest,
       namespace: ns,
       name: lease,
       identity,
@@ -96,7 +96,7 @@ describe('leader election', () => {
     let reachable = true;
     const errors: string[] = [];
     // The real client, except that every call fails while the API server is "unreachable".
-    const flaky = new Proxy(clients.coordination, {
+    const flaky = new Proxy(clients.rest, {
       get(target, prop, receiver) {
         const value: unknown = Reflect.get(target, prop, receiver);
         if (typeof value !== 'function') return value;
@@ -105,9 +105,9 @@ describe('leader election', () => {
             ? (value as (...a: unknown[]) => unknown).apply(target, args)
             : Promise.reject(new Error('ECONNREFUSED'));
       },
-    }) as CoordinationV1Api;
+    }) as RestClient;
     const { a, log, advance } = replicas('deadline', {
-      coordination: flaky,
+      client: flaky,
       onError: (e) => errors.push(e.message),
     });
 
@@ -144,7 +144,7 @@ describe('leader election', () => {
   it('counts the lease from the start of a renewal, not from when its slow answer arrived', async () => {
     let now = Date.parse('2025-03-01T10:00:00Z');
     // An API server that takes 3 s (by the clock) to answer each call.
-    const slow = new Proxy(clients.coordination, {
+    const slow = new Proxy(clients.rest, {
       get(target, prop, receiver) {
         const value: unknown = Reflect.get(target, prop, receiver);
         if (typeof value !== 'function') return value;
@@ -156,9 +156,9 @@ describe('leader election', () => {
           }
         };
       },
-    }) as CoordinationV1Api;
+    }) as RestClient;
     const a = createLeaderElector({
-      coordination: slow,
+      client: slow,
       namespace: ns,
       name: 'slow-renewal',
       identity: 'mooring-a',
@@ -175,7 +175,7 @@ describe('leader election', () => {
     const started = new AbortController();
     const shutdown = new AbortController();
     const elector = createLeaderElector({
-      coordination: clients.coordination,
+      client: clients.rest,
       namespace: ns,
       name: 'run',
       identity: 'mooring-run',

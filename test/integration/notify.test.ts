@@ -165,7 +165,7 @@ describe('the agent event recorder with notifications', () => {
     try {
       const notifier = createWebhookNotifier({ url: () => receiver.url, format: 'json', cluster: 'eu-1' });
       const events = notifyingRecorder(
-        createEventRecorder({ core: clients.core, customObjects: clients.customObjects, namespace: ns }),
+        createEventRecorder({ client: clients.rest, namespace: ns }),
         notifier,
         ns,
       );

@@ -97,7 +97,7 @@ beforeAll(async () => {
 
   // What the agent in east (cluster eu-1) has reported: web converged and had its drift
   // corrected, cache failed; a newer revision waits for approval.
-  const eu1 = createStatusStore({ customObjects: east.customObjects, namespace: agentNs, cluster: 'eu-1' });
+  const eu1 = createStatusStore({ client: east.rest, namespace: agentNs, cluster: 'eu-1' });
   await eu1.update('web', {
     namespace: 'web',
     chart: './charts/web',
@@ -156,7 +156,7 @@ beforeAll(async () => {
     },
   });
 
-  const us1 = createStatusStore({ customObjects: west.customObjects, namespace: agentNs, cluster: 'us-1' });
+  const us1 = createStatusStore({ client: west.rest, namespace: agentNs, cluster: 'us-1' });
   await us1.update('web', {
     namespace: 'web',
     state: 'ready',

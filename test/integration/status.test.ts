@@ -39,7 +39,7 @@ beforeAll(async () => {
   await clients.core.createNamespace({ body: { metadata: { name: ns } } });
   await ensureCrds(clients);
   store = createStatusStore({
-    customObjects: clients.customObjects,
+    client: clients.rest,
     namespace: ns,
     cluster: 'eu-1',
     now: () => clock,
@@ -227,7 +227,7 @@ describe('MooringRelease status', () => {
   });
 
   it('can be read across namespaces, for `mooring status`', async () => {
-    const all = await readReleaseStatuses(clients.customObjects);
+    const all = await readReleaseStatuses(clients.rest);
     expect(all.filter((r) => r.objectNamespace === ns).map((r) => [r.name, r.cluster, r.state])).toEqual([
       ['web', 'eu-1', 'drifted'],
     ]);
@@ -245,8 +245,7 @@ describe('Events', () => {
   it('are recorded about the MooringRelease, and a repeat bumps the count', async () => {
     const errors: Error[] = [];
     const recorder = createEventRecorder({
-      core: clients.core,
-      customObjects: clients.customObjects,
+      client: clients.rest,
       namespace: ns,
       instance: 'mooring-0',
       onError: (e) => errors.push(e),
@@ -290,7 +289,7 @@ describe('Events', () => {
   it('are best effort: a failure is reported, never thrown', async () => {
     const errors: Error[] = [];
     const recorder = createEventRecorder({
-      core: clients.core,
+      client: clients.rest,
       namespace: ns,
       onError: (e) => errors.push(e),
     });

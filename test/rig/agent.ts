@@ -633,7 +633,7 @@ export function helmRevisions(
   namespace: string,
   release: string,
 ): Promise<StoredRevision[]> {
-  return listRevisions(clients.core, namespace, release);
+  return listRevisions(clients.rest, namespace, release);
 }
 
 /** `kubectl --kubeconfig K ARGS`, stdout. */

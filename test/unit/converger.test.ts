@@ -1,7 +1,7 @@
 // The converge pass's bookkeeping, with helm, helm's storage and the records in memory: what
 // a commit costs (one read of helm's storage for the whole pass, writes only for the
 // releases it changes) and when a helm slot is given back.
-import type { CoreV1Api } from '@kubernetes/client-node';
+
 import { describe, expect, it } from 'vitest';
 import {
   converge,
@@ -78,7 +78,7 @@ function world() {
 
   const deps: ConvergeDeps = {
     helm,
-    core: {} as CoreV1Api,
+    kube: { request: () => Promise.reject(new Error('no API in this test')) },
     listHelmSecrets: async (namespace, selector) => {
       calls.push(`list secrets ${namespace ?? '(all namespaces)'} ${selector}`);
       return structuredClone(storage.filter((s) => namespace === undefined || s.namespace === namespace));
@@ -256,23 +256,25 @@ describe('the leader check and a pending revision', () => {
     });
     // By the time the release is read in full, that helm has finished: revision 2 is deployed.
     const writes: string[] = [];
-    w.deps.core = {
-      listNamespacedSecret: async () => ({
-        items: [1, 2].map((v) => ({
-          metadata: {
-            name: `sh.helm.release.v1.a.v${v}`,
-            namespace: 'ns-a',
-            labels: {
-              owner: 'helm',
-              name: 'a',
-              version: String(v),
-              status: v === 2 ? 'deployed' : 'superseded',
+    w.deps.kube = {
+      request: async (method: string) => {
+        if (method === 'PUT') return void writes.push('replace');
+        return {
+          items: [1, 2].map((v) => ({
+            metadata: {
+              name: `sh.helm.release.v1.a.v${v}`,
+              namespace: 'ns-a',
+              labels: {
+                owner: 'helm',
+                name: 'a',
+                version: String(v),
+                status: v === 2 ? 'deployed' : 'superseded',
+              },
             },
-          },
-        })),
-      }),
-      replaceNamespacedSecret: async () => void writes.push('replace'),
-    } as unknown as CoreV1Api;
+          })),
+        };
+      },
+    } as never;
 
     w.calls.length = 0;
     const result = await converge({ releases: [release('a', 'd2')] }, B, w.deps);

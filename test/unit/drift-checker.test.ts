@@ -2,7 +2,7 @@
 // what it reads and how often, which releases it checks, what it writes to the release
 // status, and the modes. What the API server makes of an apply is tested against the real
 // one in test/integration/drift.test.ts; the fake only merges maps.
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { StorageSecret as V1Secret } from '../../src/converge/helm-storage.js';
 import { describe, expect, it } from 'vitest';
 import type { DriftChecker } from '../../src/agent/agent.js';
 import { encodeRelease } from '../../src/converge/helm-storage.js';
@@ -113,13 +113,14 @@ function installed(cluster: ReturnType<typeof fakeCluster>, name: string, replic
 
 function fakeCore(secrets: V1Secret[]) {
   const calls: string[] = [];
-  const core = {
-    listSecretForAllNamespaces: async (req: { labelSelector?: string }) => {
-      calls.push(`list secrets ${req.labelSelector}`);
+  const kube = {
+    request: async (method: string, path: string, init?: { query?: { labelSelector?: string } }) => {
+      if (method !== 'GET' || path !== '/api/v1/secrets') throw new Error(`unexpected ${method} ${path}`);
+      calls.push(`list secrets ${init?.query?.labelSelector}`);
       return { items: secrets, metadata: {} };
     },
-  } as unknown as CoreV1Api;
-  return { core, calls };
+  } as never;
+  return { kube, calls };
 }
 
 function planOf(releases: { name: string; mode?: DriftMode; resolved?: boolean }[]): ClusterPlan {
@@ -179,7 +180,7 @@ const ready = (name: string): ReleaseStatusRecord => ({
 
 function setup(opts: { mode?: DriftMode; secrets: V1Secret[]; statuses?: ReleaseStatusRecord[] }) {
   const cluster = fakeCluster();
-  const { core, calls: coreCalls } = fakeCore(opts.secrets);
+  const { kube, calls: coreCalls } = fakeCore(opts.secrets);
   const status = fakeStatus(opts.statuses);
   const events: string[] = [];
   const metrics: { drifted: number; corrected: number; failed: number }[] = [];
@@ -187,7 +188,7 @@ function setup(opts: { mode?: DriftMode; secrets: V1Secret[]; statuses?: Release
   let now = T0;
   const drift = createDriftChecker({
     objects: cluster.api,
-    core,
+    kube,
     status: status.store,
     events: {
       emit: (release, type, reason, message) => events.push(`${release} ${type} ${reason}: ${message}`),

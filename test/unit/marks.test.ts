@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { V1Secret } from '@kubernetes/client-node';
+import type { StorageSecret as V1Secret } from '../../src/converge/helm-storage.js';
 import { observe, type StoredRevision } from '../../src/converge/helm-storage.js';
 import { markLabels, pendingDeadline, readMark } from '../../src/converge/marks.js';
 
@@ -15,7 +15,7 @@ const mark = {
 };
 
 function secret(labels: Record<string, string>, created = '2026-01-01T10:00:00Z'): V1Secret {
-  return { metadata: { name: 'sh.helm.release.v1.web.v7', labels, creationTimestamp: new Date(created) } };
+  return { metadata: { name: 'sh.helm.release.v1.web.v7', labels, creationTimestamp: created } };
 }
 
 describe('marks on helm revisions', () => {

@@ -2,7 +2,6 @@
 // applies merge patches and checks resourceVersions as the real one does: one PATCH per
 // change, no read before a write, nothing sent when nothing changed, and a conflicting
 // write from someone else read again and merged, not overwritten.
-import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { applyMergePatch, type Json } from '../../src/kube/merge-patch.js';
 import { createStatusStore } from '../../src/observe/status.js';
@@ -69,12 +68,26 @@ function fakeApi() {
     obj.status = { ...obj.status, ...status };
     obj.metadata.resourceVersion = String(++version);
   };
-  return { api: api as unknown as CustomObjectsApi, objects, requests, touch };
+  // The REST paths the store uses, routed to the verbs above.
+  const rest = {
+    request(method: string, path: string, init: { body?: unknown } = {}) {
+      const [, name, sub] = /\/mooringreleases(?:\/([^/]+))?(?:\/(status))?$/.exec(path) ?? [];
+      if (method === 'GET' && name === undefined) return api.listNamespacedCustomObject();
+      if (method === 'GET') return api.getNamespacedCustomObject({ name: name! });
+      if (method === 'POST') return api.createNamespacedCustomObject({ body: init.body as Stored });
+      if (method === 'PATCH' && sub === 'status')
+        return api.patchNamespacedCustomObjectStatus({ name: name!, body: init.body as never });
+      if (method === 'PUT') return api.replaceNamespacedCustomObjectStatus();
+      if (method === 'DELETE') return api.deleteNamespacedCustomObject({ name: name! });
+      throw new Error(`unexpected ${method} ${path}`);
+    },
+  } as never;
+  return { api: rest, objects, requests, touch };
 }
 
-const store = (api: CustomObjectsApi) =>
+const store = (api: never) =>
   createStatusStore({
-    customObjects: api,
+    client: api,
     namespace: 'mooring-system',
     cluster: 'eu-1',
     now: () => Date.parse('2026-01-01T00:00:00Z'),
@@ -202,7 +215,7 @@ describe('status store fed by a watch', () => {
       stop: () => undefined,
     } as never;
     const s = createStatusStore({
-      customObjects: fake.api,
+      client: fake.api,
       namespace: 'mooring-system',
       cluster: 'eu-1',
       watched,

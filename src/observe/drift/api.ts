@@ -1,13 +1,12 @@
 // The Kubernetes API as drift uses it: raw JSON in and out (typed models would drop fields
 // and turn times into Dates, and a comparison must see exactly what the server holds).
-// `RawObjectApi` from src/kube/client.ts implements it; unit tests pass fakes.
-import type { KubernetesObject } from '@kubernetes/client-node';
-import type { AnyObject, JsonPatchOperation } from '../../kube/client.js';
+// `ObjectApi` from src/kube/objects.ts implements it; unit tests pass fakes.
+import type { AnyObject, JsonPatchOperation, ObjectRef } from '../../kube/objects.js';
 
 export type { AnyObject, JsonPatchOperation };
 
 /** apiVersion, kind, name and (for namespaced kinds) namespace of one object. */
-export type KubernetesObjectRef = KubernetesObject;
+export type KubernetesObjectRef = ObjectRef;
 
 export interface DriftObjectApi {
   /** Whether the server serves the kind namespaced; undefined when it does not serve it. */

@@ -3,7 +3,7 @@
 // removed fields and recreates a deleted object; ignored fields are applied at their live
 // values so a correction never moves them. Fields added by hand are then removed with a JSON
 // patch guarded by the object's resourceVersion, so nothing changed in between is removed.
-import { apiErrorMessage } from '../../kube/client.js';
+import { apiErrorMessage } from '../../kube/errors.js';
 import type { DriftObjectApi } from './api.js';
 import { resolvePath } from './fieldset.js';
 import { ignoresFor, keepIgnoredAsLive } from './ignore.js';

@@ -5,7 +5,7 @@
 // the agent (`--drift-ignore-file`) and from built-in defaults: the replicas of an object an
 // HPA scales, and the restart stamp `kubectl rollout restart` sets. An object opts out as a
 // whole with the annotation `mooring.io/drift: ignore`.
-import type { AnyObject } from '../../kube/client.js';
+import type { AnyObject } from '../../kube/objects.js';
 import type { IgnoreRule } from '../../model/releases.js';
 import { fieldOwners, resolvePath } from './fieldset.js';
 import { groupOf, type ObjectId } from './objects.js';

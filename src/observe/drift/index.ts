@@ -3,7 +3,7 @@
 // (live.ts), dry-run a server-side apply of each recorded object and compare (inspect.ts),
 // correct where the mode is `correct` (correct.ts), and report through the release's status,
 // Events, metrics and the log (report.ts). See docs/drift.md.
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { RestClient } from '../../kube/rest.js';
 import type { DriftChecker } from '../../agent/agent.js';
 import { describeError } from '../../errors.js';
 import type { DriftMode, IgnoreRule } from '../../model/releases.js';
@@ -46,7 +46,8 @@ export interface DriftCheckerDeps {
   /** Raw object access (`createKubeClients(...).objects`). */
   objects: DriftObjectApi;
   /** For helm's storage Secrets. */
-  core: CoreV1Api;
+  /** helm's storage Secrets are read through it. */
+  kube: Pick<RestClient, 'request'>;
   status: {
     list(): Promise<ReleaseStatusRecord[]>;
     update(name: string, patch: ReleaseStatusPatch): Promise<unknown>;
@@ -148,7 +149,7 @@ export function createDriftChecker(deps: DriftCheckerDeps): DriftChecker & {
       statuses,
     );
 
-    const records = await readRecordedReleases(deps.core, active, memo.storage);
+    const records = await readRecordedReleases(deps.kube, active, memo.storage);
     const result: DriftCheckResult = { drifted: 0, corrected: 0, failed: 0 };
     const totals = { found: 0, corrected: 0 };
 

@@ -7,7 +7,7 @@
 // object was read beforehand, in bulk (live.ts), and the answer's resourceVersion proves it
 // is the object the dry run was made against.
 import type { IgnoreRule } from '../../model/releases.js';
-import { apiErrorMessage } from '../../kube/client.js';
+import { apiErrorMessage } from '../../kube/errors.js';
 import type { AnyObject, DriftObjectApi, JsonPatchOperation } from './api.js';
 import { changedFields } from './compare.js';
 import {

@@ -5,7 +5,7 @@
 // otherwise. An agent that may not list across namespaces (the chart's `rbac.namespaces`)
 // lists per namespace instead, and remembers the refusal. An object no list returned (its
 // label removed by hand, or deleted) and a lone object of its kind are read with a GET.
-import { isForbidden } from '../../kube/client.js';
+import { isForbidden } from '../../kube/errors.js';
 import type { AnyObject, DriftObjectApi, KubernetesObjectRef } from './api.js';
 import { HELM_MANAGED_BY_LABEL, objectKey, type ObjectId } from './objects.js';
 import { mapLimit } from './pool.js';

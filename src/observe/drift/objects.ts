@@ -2,7 +2,7 @@
 // into Kubernetes objects, each named the way drift reports name it. Helm adds its ownership
 // label and annotations at install time (they are not in the recorded manifest), so they are
 // added back here: applying the manifest without them would strip them from the live object.
-import type { AnyObject } from '../../kube/client.js';
+import type { AnyObject } from '../../kube/objects.js';
 import { isPlainMap } from '../../model/schema.js';
 import { parseManifestDocuments } from '../../plan/manifest-yaml.js';
 

@@ -7,10 +7,15 @@
 // Cost: one list of helm's storage Secrets across all namespaces, restricted by label to
 // deployed, failed and pending revisions (so history is not read), paged. An agent that may
 // not list Secrets cluster-wide falls back to one list per release (and remembers that).
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
-import { listRevisions, decodeRelease, type StoredRevision } from '../../converge/helm-storage.js';
+import {
+  listRevisions,
+  decodeRelease,
+  type StorageSecret,
+  type StoredRevision,
+} from '../../converge/helm-storage.js';
 import type { HelmReleaseStatus } from '../../converge/helm.js';
-import { apiErrorMessage, isForbidden } from '../../kube/client.js';
+import { apiErrorMessage, isForbidden } from '../../kube/errors.js';
+import type { RestClient } from '../../kube/rest.js';
 import type { AnyObject } from './api.js';
 import { parseManifest } from './objects.js';
 import { mapLimit } from './pool.js';
@@ -41,7 +46,7 @@ const PAGE = 100;
 const INTERESTING = ['deployed', 'failed', 'pending-install', 'pending-upgrade', 'pending-rollback'];
 
 export async function readRecordedReleases(
-  core: CoreV1Api,
+  client: Pick<RestClient, 'request'>,
   releases: readonly { name: string; namespace: string }[],
   memo: RecordsMemo = { noClusterList: false, decoded: new Map() },
 ): Promise<Map<string, RecordLookup>> {
@@ -49,7 +54,7 @@ export async function readRecordedReleases(
   const out = new Map<string, RecordLookup>();
   if (wanted.size === 0) return out;
 
-  const found = memo.noClusterList ? undefined : await listClusterWide(core, wanted);
+  const found = memo.noClusterList ? undefined : await listClusterWide(client, wanted);
   if (found === undefined) memo.noClusterList = true;
 
   await mapLimit(releases, 8, async (release) => {
@@ -57,7 +62,7 @@ export async function readRecordedReleases(
     try {
       const revisions = found
         ? (found.get(key) ?? []).sort((a, b) => a.revision - b.revision)
-        : await listRevisions(core, release.namespace, release.name);
+        : await listRevisions(client, release.namespace, release.name);
       out.set(key, pick(release, revisions, memo.decoded));
     } catch (err) {
       out.set(key, {
@@ -71,25 +76,31 @@ export async function readRecordedReleases(
 
 /** The interesting revisions of the wanted releases; undefined when the agent may not list them so. */
 async function listClusterWide(
-  core: CoreV1Api,
+  client: Pick<RestClient, 'request'>,
   wanted: Set<string>,
 ): Promise<Map<string, StoredRevision[]> | undefined> {
   const found = new Map<string, StoredRevision[]>();
   try {
     let continueToken: string | undefined;
     do {
-      const page = await core.listSecretForAllNamespaces({
-        labelSelector: `owner=helm,status in (${INTERESTING.join(',')})`,
-        limit: PAGE,
-        ...(continueToken ? { _continue: continueToken } : {}),
-      });
-      for (const secret of page.items) {
+      const page = await client.request<{ items?: StorageSecret[]; metadata?: { continue?: string } }>(
+        'GET',
+        '/api/v1/secrets',
+        {
+          query: {
+            labelSelector: `owner=helm,status in (${INTERESTING.join(',')})`,
+            limit: PAGE,
+            continue: continueToken,
+          },
+        },
+      );
+      for (const secret of page.items ?? []) {
         const stored = toStored(secret);
         const key = releaseKey(secret.metadata?.namespace ?? '', stored.name);
         if (!wanted.has(key) || stored.revision <= 0) continue;
         found.set(key, [...(found.get(key) ?? []), stored]);
       }
-      continueToken = page.metadata?._continue || undefined;
+      continueToken = page.metadata?.continue || undefined;
     } while (continueToken);
   } catch (err) {
     if (isForbidden(err)) return undefined;
@@ -102,7 +113,7 @@ export function releaseKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-function toStored(secret: V1Secret): StoredRevision {
+function toStored(secret: StorageSecret): StoredRevision {
   return {
     name: secret.metadata?.labels?.name ?? '',
     revision: Number(secret.metadata?.labels?.version ?? 0),
