@@ -298,8 +298,8 @@ export function agentArgs(repo, cluster, rig, interval, extra = []) {
  * `node [NODEFLAGS] bin/mooring.js run ARGS` as a child process. Its JSON log lines are parsed as they
  * come; `waitForLog(match)` resolves with the first line (from `from` on) that matches.
  */
-export function startAgent(args, env, nodeFlags = []) {
-  const child = spawn(process.execPath, [...nodeFlags, MOORING, 'run', ...args], {
+export function startAgent(args, env, nodeFlags = [], entry = MOORING) {
+  const child = spawn(process.execPath, [...nodeFlags, entry, 'run', ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
