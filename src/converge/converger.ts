@@ -268,6 +268,20 @@ async function convergeRelease(
       return { name, action: 'wait-pending', state: 'waiting', error, retryAt };
     }
 
+    if (action.kind === 'owned-elsewhere') {
+      // Another agent (another namespace or cluster name) made the latest helm revision of a
+      // release of the same name: upgrading, unlocking or correcting it here would fight it.
+      const error =
+        `helm release ${release.namespace}/${name} is owned by mooring agent ${action.owner} ` +
+        `(agent namespace/cluster); this agent (${agentMark(deps.cluster, deps.agentNamespace)}) does not take it over`;
+      if (!alreadyReported(record, 'failed', revision, error)) {
+        await deps.records.update(name, { ...base, state: 'failed', lastError: error });
+        deps.events.emit(name, 'Warning', 'OwnedElsewhere', error);
+        deps.log?.warn({ release: name, owner: action.owner }, 'release owned by another mooring agent');
+      }
+      return { name, action: 'owned-elsewhere', state: 'failed', error };
+    }
+
     if (action.kind === 'record') {
       // This agent made the deployed revision for this very desired state, then stopped
       // before writing it down: record it rather than upgrade a second time.

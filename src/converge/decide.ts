@@ -3,6 +3,7 @@
 //
 //   desired?  helm latest revision        record (last converge)         action
 //   yes       none                        -                              install
+//   yes       made by another mooring agent (its mark)                   owned elsewhere: untouched
 //   yes       pending-*, helm may still run                              wait for its timeout
 //   yes       pending-* (interrupted)     -                              unlock, then upgrade
 //   yes       deployed, rev == recorded   digest == deployed digest      none
@@ -63,6 +64,11 @@ export type Action =
   | { kind: 'unlock'; from: HelmReleaseStatus }
   /** A pending revision whose helm process may still be running: touch nothing until `until`. */
   | { kind: 'wait-pending'; from: HelmReleaseStatus; until: number }
+  /**
+   * The latest helm revision carries another mooring agent's mark (another agent namespace or
+   * cluster name): that agent owns the release, and this one never takes it over.
+   */
+  | { kind: 'owned-elsewhere'; owner: string }
   /** This agent's own finished upgrade, not yet in its record (it crashed in between): record it. */
   | { kind: 'record' }
   | { kind: 'none' }
@@ -89,6 +95,10 @@ export function nextAction(input: {
     return input.prune ? { kind: 'uninstall' } : { kind: 'orphan' };
   }
   if (!helm || helm.status === 'uninstalled') return retryGate(desired, record, now) ?? { kind: 'install' };
+  const owner = helm.mark?.agent;
+  if (desired.agent !== undefined && owner !== undefined && owner !== desired.agent) {
+    return { kind: 'owned-elsewhere', owner };
+  }
   if (PENDING.includes(helm.status)) {
     // Marking it failed while its helm still works would let a second helm run on the release.
     if (helm.pendingUntil !== undefined && now < helm.pendingUntil) {

@@ -246,6 +246,8 @@ function describeAction(action: ReturnType<typeof nextAction>): [ReleaseAction, 
         'upgrade',
         `helm left the release ${action.from} and may still run; recovered after its timeout`,
       ];
+    case 'owned-elsewhere':
+      return ['none', `owned by mooring agent ${action.owner}; never taken over`];
     case 'record':
       return ['none', 'deployed by this agent before a restart; recorded without running helm'];
     case 'none':

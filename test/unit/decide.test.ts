@@ -85,9 +85,17 @@ describe('nextAction', () => {
       );
     });
 
-    it('upgrades when the mark is not its own, not for the desired digest, or copied into a later revision', () => {
+    it('never touches a release another mooring agent marked: it is owned elsewhere', () => {
+      for (const status of ['deployed', 'failed', 'pending-upgrade'] as const) {
+        for (const other of ['other-ns/prod', 'mooring-system/staging']) {
+          const helm = { revision: 4, status, mark: { ...mark, agent: other }, pendingUntil: now - 1 };
+          expect(nextAction({ ...own, helm, record })).toEqual({ kind: 'owned-elsewhere', owner: other });
+        }
+      }
+    });
+
+    it('upgrades when the mark is not for the desired digest, or copied into a later revision', () => {
       const cases = [
-        { ...mark, agent: 'other-ns/prod' },
         { ...mark, digest: digestLabel('sha256:old') },
         // helm copies labels into the next revision (a manual `helm upgrade`, a rollback).
         { ...mark, helmRevision: 3 },
