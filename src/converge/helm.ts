@@ -473,6 +473,21 @@ export function createHelm(options: HelmOptions): Helm {
   }
 
   /** Like run, but helm's "release: not found" is an answer (undefined), not an error. */
+  /** One helm process that renders a release's chart, its values on stdin. */
+  function runRender(input: RenderInput, args: string[], what: string, timeoutMs: number): Promise<string> {
+    return run({
+      args,
+      input: valuesYaml(input.values),
+      timeoutMs,
+      ...optional('signal', input.signal),
+      ...optional('redact', input.redact),
+      what,
+      release: input.release,
+      namespace: input.namespace,
+      chart: input.chart,
+    });
+  }
+
   async function runUnlessNotFound(r: Run): Promise<string | undefined> {
     try {
       return await run(r);
@@ -530,17 +545,7 @@ export function createHelm(options: HelmOptions): Helm {
       if (input.description !== undefined) args.push('--description', input.description);
       const labels = formatLabels(input.labels ?? {}, input.release);
       if (labels !== undefined) args.push('--labels', labels);
-      const out = await run({
-        args,
-        input: valuesYaml(input.values),
-        timeoutMs: input.timeoutSeconds * 1000 + graceMs,
-        ...optional('signal', input.signal),
-        ...optional('redact', input.redact),
-        what: 'upgrade --install',
-        release: input.release,
-        namespace: input.namespace,
-        chart: input.chart,
-      });
+      const out = await runRender(input, args, 'upgrade --install', input.timeoutSeconds * 1000 + graceMs);
       return parseRelease(out, input.release, input.namespace);
     },
 
@@ -559,33 +564,12 @@ export function createHelm(options: HelmOptions): Helm {
       for (const api of input.apiVersions ?? []) args.push('--api-versions', api);
       if (input.includeCrds === true) args.push('--include-crds');
       if (input.isUpgrade === true) args.push('--is-upgrade');
-      const out = await run({
-        args,
-        input: valuesYaml(input.values),
-        timeoutMs: commandTimeoutMs,
-        ...optional('signal', input.signal),
-        ...optional('redact', input.redact),
-        what: 'template',
-        release: input.release,
-        namespace: input.namespace,
-        chart: input.chart,
-      });
-      return out;
+      return runRender(input, args, 'template', commandTimeoutMs);
     },
 
     async renderOnServer(input) {
       const args = [...upgradeArgs(input), '--dry-run=server', '--output', 'json'];
-      const out = await run({
-        args,
-        input: valuesYaml(input.values),
-        timeoutMs: commandTimeoutMs,
-        ...optional('signal', input.signal),
-        ...optional('redact', input.redact),
-        what: 'upgrade --install --dry-run=server',
-        release: input.release,
-        namespace: input.namespace,
-        chart: input.chart,
-      });
+      const out = await runRender(input, args, 'upgrade --install --dry-run=server', commandTimeoutMs);
       const raw = parseJson(out, 'upgrade --dry-run', input.release) as RawRelease & {
         manifest?: string;
         chart?: unknown;
