@@ -9,7 +9,8 @@ import { chartSource } from '../plan/cluster-plan.js';
 import { nextAction, retryDelaySeconds, type Action, type ConvergeRecord } from './decide.js';
 import { applyCrds, parseCrds } from './crds.js';
 import type { DriftObjectApi } from '../observe/drift/api.js';
-import type { Helm, HelmRelease } from './helm.js';
+import type { ReleaseState } from '../observe/status.js';
+import type { Helm, HelmRelease, HelmReleaseStatus } from './helm.js';
 import {
   listRevisions,
   observe,
@@ -22,16 +23,8 @@ import {
 import { agentMark, markLabels } from './marks.js';
 import { runInOrder } from './scheduler.js';
 
-export type ReleaseState =
-  | 'ready'
-  | 'progressing'
-  | 'failed'
-  | 'pending-approval'
-  | 'drifted'
-  | 'waiting'
-  | 'orphaned'
-  | 'pruned'
-  | 'suspended';
+// The states a release is recorded in: the MooringRelease status defines them.
+export type { ReleaseState } from '../observe/status.js';
 
 /** What mooring records per release (the MooringRelease status). Never holds values. */
 export interface ReleaseRecord extends ConvergeRecord {
@@ -288,17 +281,7 @@ async function convergeRelease(
       const latest = observe(stored)!;
       await deps.records.update(name, {
         ...base,
-        state: 'ready',
-        managed: true,
-        deployedRevision: revision,
-        deployedDigest: digest,
-        helmRevision: latest.revision,
-        helmStatus: latest.status,
-        lastError: null,
-        failedDigest: null,
-        failures: 0,
-        retryAt: null,
-        lastSuccessAt: iso(deps.now()),
+        ...converged(revision, digest, latest, deps.now()),
       });
       deps.events.emit(
         name,
@@ -517,20 +500,7 @@ async function recordUpgrade(
   const digest = release.digest!;
   if (upgraded.ok) {
     const { result } = upgraded;
-    await deps.records.update(name, {
-      ...base,
-      state: 'ready',
-      managed: true,
-      deployedRevision: revision,
-      deployedDigest: digest,
-      helmRevision: result.revision,
-      helmStatus: result.status,
-      lastError: null,
-      failedDigest: null,
-      failures: 0,
-      retryAt: null,
-      lastSuccessAt: iso(deps.now()),
-    });
+    await deps.records.update(name, { ...base, ...converged(revision, digest, result, deps.now()) });
     deps.events.emit(
       name,
       'Normal',
@@ -678,6 +648,28 @@ async function removeRelease(
     deps.events.emit(name, 'Warning', 'PruneFailed', error);
     return { name, action: 'error', state: 'failed', error };
   }
+}
+
+/** The record of a release converged to `revision`/`digest` as helm revision `helm`: ready, no failure left. */
+function converged(
+  revision: string,
+  digest: string,
+  helm: { revision: number; status: HelmReleaseStatus },
+  now: number,
+): RecordPatch {
+  return {
+    state: 'ready',
+    managed: true,
+    deployedRevision: revision,
+    deployedDigest: digest,
+    helmRevision: helm.revision,
+    helmStatus: helm.status,
+    lastError: null,
+    failedDigest: null,
+    failures: 0,
+    retryAt: null,
+    lastSuccessAt: iso(now),
+  };
 }
 
 function alreadyReported(
