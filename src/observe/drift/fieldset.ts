@@ -47,23 +47,7 @@ function parseElement(token: string): PathElement | undefined {
  * item's existence). Parents of owned fields are not owned by that alone.
  */
 export function ownedPaths(fieldsV1: unknown): FieldPath[] {
-  const out: FieldPath[] = [];
-  const walk = (node: unknown, prefix: FieldPath): void => {
-    if (!isPlainMap(node)) return;
-    for (const [token, child] of Object.entries(node)) {
-      if (token === '.') {
-        if (prefix.length > 0) out.push(prefix);
-        continue;
-      }
-      const element = parseElement(token);
-      if (element === undefined) continue;
-      const path = [...prefix, element];
-      if (isPlainMap(child) && Object.keys(child).length > 0) walk(child, path);
-      else out.push(path);
-    }
-  };
-  walk(fieldsV1, []);
-  return out;
+  return walkFieldSet(fieldsV1, true);
 }
 
 /**
@@ -72,11 +56,19 @@ export function ownedPaths(fieldsV1: unknown): FieldPath[] {
  * list item also owns the item's existence; it says nothing about who changed a value.
  */
 export function ownedLeaves(fieldsV1: unknown): FieldPath[] {
+  return walkFieldSet(fieldsV1, false);
+}
+
+/** The leaves of a FieldsV1 set and, with `markers`, the nodes marked `.` as well. */
+function walkFieldSet(fieldsV1: unknown, markers: boolean): FieldPath[] {
   const out: FieldPath[] = [];
   const walk = (node: unknown, prefix: FieldPath): void => {
     if (!isPlainMap(node)) return;
     for (const [token, child] of Object.entries(node)) {
-      if (token === '.') continue;
+      if (token === '.') {
+        if (markers && prefix.length > 0) out.push(prefix);
+        continue;
+      }
       const element = parseElement(token);
       if (element === undefined) continue;
       const path = [...prefix, element];
